@@ -38,7 +38,9 @@ def validate_command(paths: tuple[Path, ...]) -> None:
     problems = 0
     for report in reports:
         if report.ok and report.plan is not None:
-            click.echo(f"ok      {report.path}: flow {report.name!r}, {len(report.plan.nodes)} nodes")
+            click.echo(
+                f"ok      {report.path}: flow {report.name!r}, {len(report.plan.nodes)} nodes"
+            )
             continue
         problems += len(report.problems)
         click.echo(f"INVALID {report.path}: {len(report.problems)} problem(s)")
@@ -75,8 +77,12 @@ def transforms_command() -> None:
 
 @main.command("run")
 @click.argument("name")
-@click.option("--executor", type=click.Choice(["in_process", "multiprocess"]), default=None,
-              help="Override the executor (default: HIVE_DEFAULT_EXECUTOR).")
+@click.option(
+    "--executor",
+    type=click.Choice(["in_process", "multiprocess"]),
+    default=None,
+    help="Override the executor (default: HIVE_DEFAULT_EXECUTOR).",
+)
 @click.option("--quiet", is_flag=True, help="Log only warnings and errors, then the summary.")
 def run_command(name: str, executor: str | None, quiet: bool) -> None:
     """Run a flow on the Dagster instance of DAGSTER_HOME and say where its outputs are."""
@@ -90,21 +96,21 @@ def run_command(name: str, executor: str | None, quiet: bool) -> None:
     level = "WARNING" if quiet else "INFO"
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": level}}}}
     if executor == "multiprocess":
-        multiprocess = {"max_concurrent": settings.max_concurrent_nodes,
-                        "start_method": {"forkserver": {}}}
+        multiprocess = {
+            "max_concurrent": settings.max_concurrent_nodes,
+            "start_method": {"forkserver": {}},
+        }
         run_config["execution"] = {"config": {"multiprocess": multiprocess}}
     elif executor == "in_process":
         run_config["execution"] = {"config": {"in_process": {}}}
 
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        result = dg.execute_job(job, instance=instance, run_config=run_config,
-                                raise_on_error=False)
+        result = dg.execute_job(job, instance=instance, run_config=run_config, raise_on_error=False)
         seconds = time.monotonic() - started
         _print_summary(instance, result.run_id, seconds)
         if not result.success:
-            click.echo(f"Run {result.run_id} of flow {name!r} FAILED; see `dagster dev`.",
-                       err=True)
+            click.echo(f"Run {result.run_id} of flow {name!r} FAILED; see `dagster dev`.", err=True)
             sys.exit(1)
     click.echo(f"Outputs are under {settings.resolved_output_dir / name}.")
 
@@ -116,8 +122,9 @@ def _plan_named(name: str) -> Any:
 
     settings = get_settings()
     registry = load_transform_modules(settings.transform_modules)
-    reports = validate_flows(flow_files(settings.flows_dir, settings.max_flow_files),
-                             registry, settings)
+    reports = validate_flows(
+        flow_files(settings.flows_dir, settings.max_flow_files), registry, settings
+    )
     for report in reports:
         if report.name == name:
             if report.plan is None:
@@ -135,7 +142,9 @@ def _print_summary(instance: Any, run_id: str, seconds: float) -> None:
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.STEP_OUTPUT, limit=10_000
     ).records
-    click.echo(f"Run {run_id} finished in {seconds:.1f} s (DAGSTER_HOME={instance.root_directory}).")
+    click.echo(
+        f"Run {run_id} finished in {seconds:.1f} s (DAGSTER_HOME={instance.root_directory})."
+    )
     written: list[str] = []
     for record in records:
         event = record.event_log_entry.dagster_event

@@ -24,13 +24,11 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "retry": {"max_retries": 1, "delay_seconds": 1.0},
         "node_timeout_seconds": 600.0,
         "max_run_seconds": 3600.0,
-        "log_level": "DEBUG",
     },
     "production": {
         "retry": {"max_retries": 3, "delay_seconds": 10.0},
         "node_timeout_seconds": 1800.0,
         "max_run_seconds": 6 * 3600.0,
-        "log_level": "INFO",
     },
 }
 
@@ -52,7 +50,6 @@ class HiveSettings(BaseSettings):
     )
 
     profile: Profile = "development"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Where things live.
     flows_dir: Path = PROJECT_DIR / "flows"

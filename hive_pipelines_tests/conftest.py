@@ -44,7 +44,9 @@ def registry(settings: HiveSettings) -> TransformRegistry:
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     """A real, persistent local instance (SQLite) in a temporary DAGSTER_HOME."""
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as real_instance:
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    with dg.instance_for_test(temp_dir=str(home)) as real_instance:
         yield real_instance
 
 

@@ -10,6 +10,7 @@ copy-on-write, so inputs are never serialised to reach the child.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -75,7 +76,7 @@ def run_isolated(call: NodeCall, grace_seconds: float = 5.0) -> TableSummary:
         _own_group(child.pid)
         message = _await_message(receiver, child, started + call.timeout_seconds)
     finally:
-        _reap(child, grace_seconds)
+        exitcode = _reap(child, grace_seconds)
         receiver.close()
         sender.close()
 
@@ -90,7 +91,7 @@ def run_isolated(call: NodeCall, grace_seconds: float = 5.0) -> TableSummary:
         _remove_partials(call.output_path)
         raise NodeCrashedError(
             f"The {where} (transform {call.transform!r}) died without a result "
-            f"(exit code {child.exitcode}); a negative code is the signal that killed it."
+            f"(exit code {exitcode}); a negative code is the signal that killed it."
         )
     if message[0] == "error":
         _, error_class, text, child_tb = message
@@ -103,9 +104,7 @@ def run_isolated(call: NodeCall, grace_seconds: float = 5.0) -> TableSummary:
     return summary
 
 
-def _await_message(
-    receiver: Connection, child: Any, deadline: float
-) -> tuple[Any, ...] | None:
+def _await_message(receiver: Connection, child: Any, deadline: float) -> tuple[Any, ...] | None:
     """The child's one message, or None if it died or the deadline passed first."""
     while True:
         remaining = deadline - time.monotonic()
@@ -138,9 +137,11 @@ def _child_main(call: NodeCall, sender: Connection) -> None:
             )
         summary = write_table(result, call.output_path, call.compression, call.preview_rows)
         sender.send(("ok", summary))
-    except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
+    except BaseException as exc:
         text = str(exc)[:MAX_ERROR_CHARS]
-        sender.send(("error", type(exc).__name__, text, traceback.format_exc()[-MAX_TRACEBACK_CHARS:]))
+        sender.send(
+            ("error", type(exc).__name__, text, traceback.format_exc()[-MAX_TRACEBACK_CHARS:])
+        )
     finally:
         sender.close()
         os._exit(0)
@@ -156,25 +157,24 @@ def _own_group(pid: int | None) -> None:
     # Set from both sides so the group exists whichever runs first.
     if pid is None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.setpgid(pid, pid)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
-def _reap(child: Any, grace_seconds: float) -> None:
-    """Kill the child's process group (grandchildren too) and wait for it, bounded."""
+def _reap(child: Any, grace_seconds: float) -> int | None:
+    """Kill the child's process group (grandchildren too), wait for it, bounded; its exit code."""
     if child.pid is None:
-        return
-    try:
+        return None
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(child.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     child.join(grace_seconds)
     if child.is_alive():
         child.kill()
         child.join(grace_seconds)
-    child.close() if not child.is_alive() else None
+    exitcode: int | None = child.exitcode  # read before close(), which forbids it
+    if not child.is_alive():
+        child.close()
+    return exitcode
 
 
 def _remove_partials(output_path: Path) -> None:

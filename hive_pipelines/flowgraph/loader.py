@@ -200,8 +200,10 @@ def _check_expanded_size(root: yaml.Node) -> None:
             in_progress.discard(key)
             sizes[key] = 1 + sum(sizes[id(child)] for child in children)
             if sizes[key] > MAX_YAML_ITEMS:
-                message = (f"The YAML expands to more than {MAX_YAML_ITEMS:,} items through its "
-                           "aliases; flow files must stay small.")
+                message = (
+                    f"The YAML expands to more than {MAX_YAML_ITEMS:,} items through its "
+                    "aliases; flow files must stay small."
+                )
                 raise _AliasError(message, node.start_mark.line + 1)
             continue
         if key in sizes:
@@ -225,9 +227,12 @@ def _node_item_lines(root: yaml.Node) -> list[int]:
     if not isinstance(root, yaml.MappingNode):
         return []
     for key, value in root.value:
-        if isinstance(key, yaml.ScalarNode) and key.value == "nodes":
-            if isinstance(value, yaml.SequenceNode):
-                return [item.start_mark.line + 1 for item in value.value]
+        if (
+            isinstance(key, yaml.ScalarNode)
+            and key.value == "nodes"
+            and isinstance(value, yaml.SequenceNode)
+        ):
+            return [item.start_mark.line + 1 for item in value.value]
     return []
 
 

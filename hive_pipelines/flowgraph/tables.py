@@ -37,7 +37,9 @@ def write_table(
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
-    columns = {name: str(kind) for name, kind in zip(table.schema.names, table.schema.types)}
+    columns = {
+        name: str(kind) for name, kind in zip(table.schema.names, table.schema.types, strict=True)
+    }
     return TableSummary(
         path=str(path),
         rows=table.num_rows,
@@ -66,7 +68,8 @@ def _preview(frame: pd.DataFrame, rows: int) -> list[dict[str, str]]:
 
 
 def _cell(value: object) -> str:
-    text = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+    # A list or array cell is not a null, and pd.isna of it would be an array.
+    text = "" if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)) else str(value)
     if len(text) > PREVIEW_CELL_CHARS:
         return text[: PREVIEW_CELL_CHARS - 1] + "…"
     return text

@@ -103,8 +103,13 @@ def flow_files(directory: Path, limit: int) -> list[Path]:
     files = sorted(p for p in directory.iterdir() if p.suffix in {".yaml", ".yml"})
     if len(files) > limit:
         raise FlowValidationError(
-            [Problem(directory, "too_many_files", f"{len(files)} flow files, over the limit "
-                     f"of {limit} (HIVE_MAX_FLOW_FILES).")]
+            [
+                Problem(
+                    directory,
+                    "too_many_files",
+                    f"{len(files)} flow files, over the limit of {limit} (HIVE_MAX_FLOW_FILES).",
+                )
+            ]
         )
     return files
 
@@ -153,8 +158,12 @@ def check_graph(
     in_cycle = {n for cycle in cycles for n in cycle}
     for node in spec.nodes:
         if node.id not in reachable and node.id not in in_cycle and node.id in graph:
-            add("unreachable", "The node is not reachable from any source node (one with no "
-                "upstream): something it depends on is in a cycle or missing.", node.id)
+            add(
+                "unreachable",
+                "The node is not reachable from any source node (one with no "
+                "upstream): something it depends on is in a cycle or missing.",
+                node.id,
+            )
     problems.extend(_limit_problems(path, spec, graph, settings, acyclic=not cycles))
     return problems
 
@@ -182,8 +191,11 @@ def _node_problems(
 
     transform = registry.get(node.transform)
     if not transform.accepts(len(node.upstream)):
-        add("arity", f"Transform {transform.name!r} takes {transform.arity_text}, "
-            f"but the node lists {len(node.upstream)}.")
+        add(
+            "arity",
+            f"Transform {transform.name!r} takes {transform.arity_text}, "
+            f"but the node lists {len(node.upstream)}.",
+        )
     problems.extend(params_problems(path, node.id, transform.params_model, node.params, line))
     return problems
 
@@ -223,7 +235,9 @@ def _limit_problems(
         longest = nx.dag_longest_path(graph)
         if len(longest) > max_depth:
             chain = " -> ".join(longest)
-            message = f"The flow is {len(longest)} nodes deep, over its limit of {max_depth}: {chain}."
+            message = (
+                f"The flow is {len(longest)} nodes deep, over its limit of {max_depth}: {chain}."
+            )
             problems.append(Problem(path, "too_deep", message))
     return problems
 

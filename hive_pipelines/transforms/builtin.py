@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from hive_pipelines.flowgraph.tables import write_table
@@ -44,22 +45,35 @@ class ReadTableParams(TransformParams):
     max_rows: int | None = Field(default=None, ge=1)
 
 
-@transform("read_table", params=ReadTableParams, inputs=0,
-           description="Read a CSV, Parquet or JSON lines file (gzip and zip too) from a data root.")
+@transform(
+    "read_table",
+    params=ReadTableParams,
+    inputs=0,
+    description="Read a CSV, Parquet or JSON lines file (gzip and zip too) from a data root.",
+)
 def read_table(ctx: TransformContext, params: ReadTableParams) -> pd.DataFrame:
     path = resolve_under(ctx.data_roots, params.root, params.path)
     if not path.is_file():
         raise FileNotFoundError(f"No file at {path} (root {params.root!r}, path {params.path!r}).")
     kind = params.format if params.format != "auto" else _format_of(path)
+    if params.columns is not None and kind != "jsonl":
+        # Check the header first: pandas and pyarrow fail on a missing column with vaguer errors.
+        if kind == "parquet":
+            header = pd.DataFrame(columns=pq.read_schema(path).names)
+        else:
+            header = pd.read_csv(path, nrows=0)
+        require_columns(header, params.columns, f"read_table {params.path}")
     if kind == "parquet":
         frame = pd.read_parquet(path, columns=params.columns)
     elif kind == "jsonl":
         # dtype=False keeps string ids as strings and timestamps as text, as written.
-        frame = pd.read_json(path, lines=True, dtype=False, convert_dates=False,
-                             nrows=params.max_rows)
+        frame = pd.read_json(
+            path, lines=True, dtype=False, convert_dates=False, nrows=params.max_rows
+        )
     else:
-        frame = pd.read_csv(path, usecols=params.columns, dtype=params.dtypes or None,
-                            nrows=params.max_rows)
+        frame = pd.read_csv(
+            path, usecols=params.columns, dtype=params.dtypes or None, nrows=params.max_rows
+        )
     if params.columns is not None:
         require_columns(frame, params.columns, f"read_table {params.path}")
         frame = frame[params.columns]
@@ -87,14 +101,24 @@ class WriteParams(TransformParams):
     index: bool = False
 
 
-@transform("write_parquet", params=WriteParams, inputs=(1, None),
-           description="Write each input as <directory>/<upstream id>.parquet under the output root.")
-def write_parquet(ctx: TransformContext, params: WriteParams, *frames: pd.DataFrame) -> pd.DataFrame:
+@transform(
+    "write_parquet",
+    params=WriteParams,
+    inputs=(1, None),
+    description="Write each input as <directory>/<upstream id>.parquet under the output root.",
+)
+def write_parquet(
+    ctx: TransformContext, params: WriteParams, *frames: pd.DataFrame
+) -> pd.DataFrame:
     return _write_all(ctx, params, frames, "parquet")
 
 
-@transform("write_csv", params=WriteParams, inputs=(1, None),
-           description="Write each input as <directory>/<upstream id>.csv under the output root.")
+@transform(
+    "write_csv",
+    params=WriteParams,
+    inputs=(1, None),
+    description="Write each input as <directory>/<upstream id>.csv under the output root.",
+)
 def write_csv(ctx: TransformContext, params: WriteParams, *frames: pd.DataFrame) -> pd.DataFrame:
     return _write_all(ctx, params, frames, "csv")
 
@@ -121,8 +145,21 @@ def _write_all(
 
 # Rows --------------------------------------------------------------------------------------
 
-Operator = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "not_null",
-                   "between", "contains", "startswith"]
+Operator = Literal[
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "in",
+    "not_in",
+    "is_null",
+    "not_null",
+    "between",
+    "contains",
+    "startswith",
+]
 
 
 class Condition(TransformParams):
@@ -146,11 +183,16 @@ class FilterParams(TransformParams):
     combine: Literal["all", "any"] = "all"
 
 
-@transform("filter_rows", params=FilterParams,
-           description="Keep the rows that meet all (or any) of the conditions.")
+@transform(
+    "filter_rows",
+    params=FilterParams,
+    description="Keep the rows that meet all (or any) of the conditions.",
+)
 def filter_rows(ctx: TransformContext, params: FilterParams, frame: pd.DataFrame) -> pd.DataFrame:
     masks = [condition_mask(frame, c) for c in params.conditions]
-    combined = np.logical_and.reduce(masks) if params.combine == "all" else np.logical_or.reduce(masks)
+    combined = (
+        np.logical_and.reduce(masks) if params.combine == "all" else np.logical_or.reduce(masks)
+    )
     return frame.loc[combined].reset_index(drop=True)
 
 
@@ -164,7 +206,7 @@ def condition_mask(frame: pd.DataFrame, cond: Condition) -> np.ndarray:
     elif cond.op == "not_null":
         result = col.notna()
     elif cond.op == "in":
-        result = col.isin(value)
+        result = col.isin(value) & col.notna()
     elif cond.op == "not_in":
         result = ~col.isin(value) & col.notna()
     elif cond.op == "between":
@@ -174,7 +216,8 @@ def condition_mask(frame: pd.DataFrame, cond: Condition) -> np.ndarray:
     elif cond.op == "startswith":
         result = col.astype("string").str.startswith(value)
     else:
-        result = getattr(col, cond.op)(value)
+        # `ne` is True for NaN in pandas; nulls must not match any comparison.
+        result = getattr(col, cond.op)(value) & col.notna()
     return np.asarray(pd.Series(result).fillna(False), dtype=bool)
 
 
@@ -197,8 +240,11 @@ class TopNParams(TransformParams):
     group_by: list[str] = Field(default_factory=list)
 
 
-@transform("top_n", params=TopNParams,
-           description="The first n rows by the given order, overall or within each group.")
+@transform(
+    "top_n",
+    params=TopNParams,
+    description="The first n rows by the given order, overall or within each group.",
+)
 def top_n(ctx: TransformContext, params: TopNParams, frame: pd.DataFrame) -> pd.DataFrame:
     require_columns(frame, params.by + params.group_by, "top_n")
     ordered = frame.sort_values(params.by, ascending=not params.descending, kind="stable")
@@ -215,9 +261,14 @@ class DeduplicateParams(TransformParams):
     keep: Literal["first", "last"] = "first"
 
 
-@transform("deduplicate", params=DeduplicateParams,
-           description="Drop repeated rows, judged on all columns or the ones given.")
-def deduplicate(ctx: TransformContext, params: DeduplicateParams, frame: pd.DataFrame) -> pd.DataFrame:
+@transform(
+    "deduplicate",
+    params=DeduplicateParams,
+    description="Drop repeated rows, judged on all columns or the ones given.",
+)
+def deduplicate(
+    ctx: TransformContext, params: DeduplicateParams, frame: pd.DataFrame
+) -> pd.DataFrame:
     if params.columns:
         require_columns(frame, params.columns, "deduplicate")
     return frame.drop_duplicates(subset=params.columns, keep=params.keep).reset_index(drop=True)
@@ -228,8 +279,11 @@ class DropNullsParams(TransformParams):
     how: Literal["any", "all"] = "any"
 
 
-@transform("drop_nulls", params=DropNullsParams,
-           description="Drop rows with nulls in any (or all) of the given columns.")
+@transform(
+    "drop_nulls",
+    params=DropNullsParams,
+    description="Drop rows with nulls in any (or all) of the given columns.",
+)
 def drop_nulls(ctx: TransformContext, params: DropNullsParams, frame: pd.DataFrame) -> pd.DataFrame:
     if params.columns:
         require_columns(frame, params.columns, "drop_nulls")
@@ -240,7 +294,9 @@ class FillNullsParams(TransformParams):
     values: dict[str, Scalar] = Field(min_length=1)
 
 
-@transform("fill_nulls", params=FillNullsParams, description="Replace nulls with a value per column.")
+@transform(
+    "fill_nulls", params=FillNullsParams, description="Replace nulls with a value per column."
+)
 def fill_nulls(ctx: TransformContext, params: FillNullsParams, frame: pd.DataFrame) -> pd.DataFrame:
     require_columns(frame, list(params.values), "fill_nulls")
     return frame.fillna(params.values)
@@ -254,9 +310,14 @@ class SelectParams(TransformParams):
     rename: dict[str, str] = Field(default_factory=dict)
 
 
-@transform("select_columns", params=SelectParams,
-           description="Keep the given columns, in that order, optionally renaming them.")
-def select_columns(ctx: TransformContext, params: SelectParams, frame: pd.DataFrame) -> pd.DataFrame:
+@transform(
+    "select_columns",
+    params=SelectParams,
+    description="Keep the given columns, in that order, optionally renaming them.",
+)
+def select_columns(
+    ctx: TransformContext, params: SelectParams, frame: pd.DataFrame
+) -> pd.DataFrame:
     require_columns(frame, params.columns, "select_columns")
     return frame[params.columns].rename(columns=params.rename)
 
@@ -266,14 +327,39 @@ class RenameParams(TransformParams):
 
 
 @transform("rename_columns", params=RenameParams, description="Rename columns (old: new).")
-def rename_columns(ctx: TransformContext, params: RenameParams, frame: pd.DataFrame) -> pd.DataFrame:
+def rename_columns(
+    ctx: TransformContext, params: RenameParams, frame: pd.DataFrame
+) -> pd.DataFrame:
     require_columns(frame, list(params.columns), "rename_columns")
     return frame.rename(columns=params.columns)
 
 
-DeriveOp = Literal["add", "sub", "mul", "div", "floordiv", "mod", "neg", "abs", "round",
-                   "eq", "ne", "lt", "le", "gt", "ge", "is_null", "not_null", "and", "or",
-                   "concat", "copy", "coalesce", "hour_of_hhmm", "minutes_of_hhmm"]
+DeriveOp = Literal[
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "floordiv",
+    "mod",
+    "neg",
+    "abs",
+    "round",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "is_null",
+    "not_null",
+    "and",
+    "or",
+    "concat",
+    "copy",
+    "coalesce",
+    "hour_of_hhmm",
+    "minutes_of_hhmm",
+]
 
 
 class DeriveParams(TransformParams):
@@ -283,8 +369,11 @@ class DeriveParams(TransformParams):
     value: Scalar = Field(default=None, description="A literal applied after the inputs.")
 
 
-@transform("derive_column", params=DeriveParams,
-           description="Compute a column from others with one operator from a fixed list.")
+@transform(
+    "derive_column",
+    params=DeriveParams,
+    description="Compute a column from others with one operator from a fixed list.",
+)
 def derive_column(ctx: TransformContext, params: DeriveParams, frame: pd.DataFrame) -> pd.DataFrame:
     require_columns(frame, params.inputs, "derive_column")
     out = frame.copy()
@@ -321,9 +410,22 @@ def derive(frame: pd.DataFrame, params: DeriveParams) -> pd.Series:
     operands: list[Any] = cols + ([] if value is None else [value])
     if len(operands) < 2:
         raise TransformInputError(f"derive_column op {op!r} needs two inputs, or one and a value.")
-    function = {"add": "add", "sub": "sub", "mul": "mul", "div": "truediv",
-                "floordiv": "floordiv", "mod": "mod", "eq": "eq", "ne": "ne", "lt": "lt",
-                "le": "le", "gt": "gt", "ge": "ge", "and": "__and__", "or": "__or__"}[op]
+    function = {
+        "add": "add",
+        "sub": "sub",
+        "mul": "mul",
+        "div": "truediv",
+        "floordiv": "floordiv",
+        "mod": "mod",
+        "eq": "eq",
+        "ne": "ne",
+        "lt": "lt",
+        "le": "le",
+        "gt": "gt",
+        "ge": "ge",
+        "and": "__and__",
+        "or": "__or__",
+    }[op]
     result = operands[0]
     for operand in operands[1:]:
         result = getattr(result, function)(operand)
@@ -331,8 +433,13 @@ def derive(frame: pd.DataFrame, params: DeriveParams) -> pd.Series:
 
 
 CastType = Literal["int", "float", "string", "bool", "category", "datetime", "date"]
-_DTYPES = {"int": "Int64", "float": "Float64", "string": "string", "bool": "boolean",
-           "category": "category"}
+_DTYPES = {
+    "int": "Int64",
+    "float": "Float64",
+    "string": "string",
+    "bool": "boolean",
+    "category": "category",
+}
 
 
 class CastParams(TransformParams):
@@ -342,8 +449,11 @@ class CastParams(TransformParams):
     utc: bool = False
 
 
-@transform("cast_columns", params=CastParams,
-           description="Convert columns to int, float, string, bool, category, date or datetime.")
+@transform(
+    "cast_columns",
+    params=CastParams,
+    description="Convert columns to int, float, string, bool, category, date or datetime.",
+)
 def cast_columns(ctx: TransformContext, params: CastParams, frame: pd.DataFrame) -> pd.DataFrame:
     require_columns(frame, list(params.types), "cast_columns")
     out = frame.copy()
@@ -351,8 +461,9 @@ def cast_columns(ctx: TransformContext, params: CastParams, frame: pd.DataFrame)
     for column, kind in params.types.items():
         try:
             if kind in {"datetime", "date"}:
-                parsed = pd.to_datetime(out[column], format=params.datetime_format,
-                                        errors=errors, utc=params.utc)
+                parsed = pd.to_datetime(
+                    out[column], format=params.datetime_format, errors=errors, utc=params.utc
+                )
                 out[column] = parsed.dt.normalize() if kind == "date" else parsed
             elif kind in {"int", "float"} and errors == "coerce":
                 out[column] = pd.to_numeric(out[column], errors="coerce").astype(_DTYPES[kind])
@@ -377,22 +488,34 @@ class HhmmParams(TransformParams):
     )
 
 
-@transform("hhmm_to_datetime", params=HhmmParams,
-           description="Combine date parts and an HHMM clock time into a datetime column.")
-def hhmm_to_datetime(ctx: TransformContext, params: HhmmParams, frame: pd.DataFrame) -> pd.DataFrame:
+@transform(
+    "hhmm_to_datetime",
+    params=HhmmParams,
+    description="Combine date parts and an HHMM clock time into a datetime column.",
+)
+def hhmm_to_datetime(
+    ctx: TransformContext, params: HhmmParams, frame: pd.DataFrame
+) -> pd.DataFrame:
     needed = [params.time_column, params.year, params.month, params.day]
-    require_columns(frame, needed + ([params.not_before] if params.not_before else []),
-                    "hhmm_to_datetime")
+    require_columns(
+        frame, needed + ([params.not_before] if params.not_before else []), "hhmm_to_datetime"
+    )
     out = frame.copy()
     out[params.output] = hhmm_datetime(
-        frame[params.year], frame[params.month], frame[params.day], frame[params.time_column],
+        frame[params.year],
+        frame[params.month],
+        frame[params.day],
+        frame[params.time_column],
         frame[params.not_before] if params.not_before else None,
     )
     return out
 
 
 def hhmm_datetime(
-    year: pd.Series, month: pd.Series, day: pd.Series, hhmm: pd.Series,
+    year: pd.Series,
+    month: pd.Series,
+    day: pd.Series,
+    hhmm: pd.Series,
     not_before: pd.Series | None = None,
 ) -> pd.Series:
     """Datetimes from date parts and HHMM times; 2400 is midnight of the next day."""
@@ -415,8 +538,10 @@ class BinSpec(TransformParams):
         if self.edges != sorted(self.edges):
             raise ValueError("edges must be increasing")
         if self.labels is not None and len(self.labels) != len(self.edges) - 1:
-            raise ValueError(f"{len(self.edges)} edges make {len(self.edges) - 1} bins, "
-                             f"but {len(self.labels)} labels were given")
+            raise ValueError(
+                f"{len(self.edges)} edges make {len(self.edges) - 1} bins, "
+                f"but {len(self.labels)} labels were given"
+            )
         return self
 
 
@@ -424,8 +549,11 @@ class BinParams(TransformParams):
     bins: list[BinSpec] = Field(min_length=1)
 
 
-@transform("bin_columns", params=BinParams,
-           description="Put numeric values into labelled bins (left-closed intervals).")
+@transform(
+    "bin_columns",
+    params=BinParams,
+    description="Put numeric values into labelled bins (left-closed intervals).",
+)
 def bin_columns(ctx: TransformContext, params: BinParams, frame: pd.DataFrame) -> pd.DataFrame:
     require_columns(frame, [b.column for b in params.bins], "bin_columns")
     out = frame.copy()
@@ -458,10 +586,15 @@ class JoinParams(TransformParams):
         return self
 
 
-@transform("join", params=JoinParams, inputs=2,
-           description="Join the first input (left) with the second (right) on key columns.")
-def join(ctx: TransformContext, params: JoinParams, left: pd.DataFrame, right: pd.DataFrame
-         ) -> pd.DataFrame:
+@transform(
+    "join",
+    params=JoinParams,
+    inputs=2,
+    description="Join the first input (left) with the second (right) on key columns.",
+)
+def join(
+    ctx: TransformContext, params: JoinParams, left: pd.DataFrame, right: pd.DataFrame
+) -> pd.DataFrame:
     if params.right_columns is not None:
         require_columns(right, params.right_columns, "join (right input)")
         right = right[params.right_columns]
@@ -473,8 +606,14 @@ def join(ctx: TransformContext, params: JoinParams, left: pd.DataFrame, right: p
     marker = "_hive_matched"
     if params.indicator:
         right = right.assign(**{marker: True})
-    merged = left.merge(right, how=params.how, left_on=left_keys, right_on=right_keys,
-                        suffixes=params.suffixes, validate=params.validate_as)
+    merged = left.merge(
+        right,
+        how=params.how,
+        left_on=left_keys,
+        right_on=right_keys,
+        suffixes=params.suffixes,
+        validate=params.validate_as,
+    )
     if params.indicator:
         merged[params.indicator] = merged.pop(marker).notna().astype(bool)
     return merged
@@ -484,17 +623,24 @@ class UnionParams(TransformParams):
     source_column: str | None = Field(default=None, description="Record each row's upstream id.")
 
 
-@transform("union", params=UnionParams, inputs=(2, None),
-           description="Stack the inputs' rows; columns missing from one input become nulls.")
+@transform(
+    "union",
+    params=UnionParams,
+    inputs=(2, None),
+    description="Stack the inputs' rows; columns missing from one input become nulls.",
+)
 def union(ctx: TransformContext, params: UnionParams, *frames: pd.DataFrame) -> pd.DataFrame:
     if params.source_column:
         names = ctx.inputs or tuple(str(i) for i in range(len(frames)))
-        frames = tuple(f.assign(**{params.source_column: n}) for f, n in zip(names, frames))
+        frames = tuple(
+            f.assign(**{params.source_column: n}) for f, n in zip(frames, names, strict=True)
+        )
     return pd.concat(frames, ignore_index=True)
 
 
-AggFunc = Literal["count", "size", "sum", "mean", "median", "min", "max", "std", "nunique",
-                  "first", "last"]
+AggFunc = Literal[
+    "count", "size", "sum", "mean", "median", "min", "max", "std", "nunique", "first", "last"
+]
 
 
 class Aggregation(TransformParams):
@@ -514,8 +660,11 @@ class AggregateParams(TransformParams):
     dropna: bool = Field(default=False, description="Drop groups whose key is null.")
 
 
-@transform("aggregate", params=AggregateParams,
-           description="Group rows by key columns and compute named aggregations.")
+@transform(
+    "aggregate",
+    params=AggregateParams,
+    description="Group rows by key columns and compute named aggregations.",
+)
 def aggregate(ctx: TransformContext, params: AggregateParams, frame: pd.DataFrame) -> pd.DataFrame:
     used = [a.column for a in params.aggregations.values() if a.column is not None]
     require_columns(frame, params.group_by + used, "aggregate")
@@ -525,7 +674,9 @@ def aggregate(ctx: TransformContext, params: AggregateParams, frame: pd.DataFram
     grouped = frame.groupby(params.group_by, sort=True, dropna=params.dropna, observed=True)
     columns = {}
     for name, spec in params.aggregations.items():
-        columns[name] = grouped.size() if spec.func == "size" else grouped[spec.column].agg(spec.func)
+        columns[name] = (
+            grouped.size() if spec.func == "size" else grouped[spec.column].agg(spec.func)
+        )
     return pd.DataFrame(columns).reset_index()
 
 
@@ -541,8 +692,11 @@ class CorrelateParams(TransformParams):
     method: Literal["pearson", "spearman"] = "pearson"
 
 
-@transform("correlate", params=CorrelateParams,
-           description="Correlation of each column with a target column, over rows with both.")
+@transform(
+    "correlate",
+    params=CorrelateParams,
+    description="Correlation of each column with a target column, over rows with both.",
+)
 def correlate(ctx: TransformContext, params: CorrelateParams, frame: pd.DataFrame) -> pd.DataFrame:
     require_columns(frame, [*params.columns, params.target], "correlate")
     rows = []
@@ -551,6 +705,13 @@ def correlate(ctx: TransformContext, params: CorrelateParams, frame: pd.DataFram
         values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         both = values.notna() & target.notna()
         r = values[both].corr(target[both], method=params.method) if both.sum() > 1 else np.nan
-        rows.append({"column": column, "target": params.target, "method": params.method,
-                     "correlation": float(r), "rows": int(both.sum())})
+        rows.append(
+            {
+                "column": column,
+                "target": params.target,
+                "method": params.method,
+                "correlation": float(r),
+                "rows": int(both.sum()),
+            }
+        )
     return pd.DataFrame(rows)

@@ -10,7 +10,12 @@ from typing import Any
 import dagster as dg
 
 from hive_pipelines.defs.flows.resources import FlowStorage, FlowTableIOManager
-from hive_pipelines.flowgraph.isolation import NodeCall, NodeError, TransformFailedError, run_isolated
+from hive_pipelines.flowgraph.isolation import (
+    NodeCall,
+    NodeError,
+    TransformFailedError,
+    run_isolated,
+)
 from hive_pipelines.flowgraph.tables import TableSummary
 from hive_pipelines.flowgraph.validate import FlowPlan, NodePlan
 from hive_pipelines.settings import HiveSettings, RetrySettings
@@ -23,6 +28,7 @@ MAX_RUNTIME_TAG = "dagster/max_runtime"
 
 _BACKOFF = {"exponential": dg.Backoff.EXPONENTIAL, "linear": dg.Backoff.LINEAR}
 _JITTER = {"plus_minus": dg.Jitter.PLUS_MINUS, "full": dg.Jitter.FULL, "none": None}
+
 
 def build_flow_job(plan: FlowPlan, settings: HiveSettings) -> dg.JobDefinition:
     """The Dagster job of one flow, with its storage, IO manager and executor bound."""
@@ -54,6 +60,7 @@ def build_flow_job(plan: FlowPlan, settings: HiveSettings) -> dg.JobDefinition:
         metadata={"flow file": dg.MetadataValue.path(str(plan.path))},
     )
 
+
 def retry_policy(retry: RetrySettings) -> dg.RetryPolicy:
     return dg.RetryPolicy(
         max_retries=retry.max_retries,
@@ -61,6 +68,7 @@ def retry_policy(retry: RetrySettings) -> dg.RetryPolicy:
         backoff=_BACKOFF[retry.backoff],
         jitter=_JITTER[retry.jitter],
     )
+
 
 def flow_executor(settings: HiveSettings) -> dg.ExecutorDefinition:
     """Dagster's own in-process or multiprocess executor, chosen by run config.
@@ -78,9 +86,10 @@ def flow_executor(settings: HiveSettings) -> dg.ExecutorDefinition:
         name=base.name,
         config_schema=schema,
         executor_creation_fn=base.executor_creation_fn,
-        requirements=base.get_requirements,  # type: ignore[arg-type]
+        requirements=base.get_requirements,
         description=base.description,
     )
+
 
 def _build_node_op(plan: FlowPlan, node: NodePlan, settings: HiveSettings) -> dg.OpDefinition:
     transform = REGISTRY.get(node.spec.transform)
@@ -139,6 +148,7 @@ def _build_node_op(plan: FlowPlan, node: NodePlan, settings: HiveSettings) -> dg
         return dg.Output(summary, metadata=output_metadata(summary))
 
     return node_op
+
 
 def output_metadata(summary: TableSummary) -> dict[str, dg.MetadataValue]:
     """Row count, columns and types, and a small preview, for the UI."""

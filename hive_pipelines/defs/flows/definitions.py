@@ -26,20 +26,39 @@ INVALID_TAG = "hive/invalid"
 def flow_reports(settings: HiveSettings) -> list[FlowReport]:
     """Validate every flow file of the flows folder."""
     registry = load_transform_modules(settings.transform_modules)
-    return validate_flows(flow_files(settings.flows_dir, settings.max_flow_files), registry, settings)
+    return validate_flows(
+        flow_files(settings.flows_dir, settings.max_flow_files), registry, settings
+    )
 
 
 def build_flow_definitions(settings: HiveSettings) -> dg.Definitions:
     reports = flow_reports(settings)
-    jobs = []
+    jobs = [build_flow_job(r.plan, settings) for r in reports if r.plan is not None]
+    taken = {job.name for job in jobs}
     for report in reports:
         if report.plan is not None:
-            jobs.append(build_flow_job(report.plan, settings))
-        else:
-            logger.warning("Flow file %s is invalid:\n%s", report.path,
-                           "\n".join(f"  {p}" for p in report.problems))
-            jobs.append(invalid_flow_job(report))
+            continue
+        logger.warning(
+            "Flow file %s is invalid:\n%s",
+            report.path,
+            "\n".join(f"  {p}" for p in report.problems),
+        )
+        name = _placeholder_name(report, taken)
+        taken.add(name)
+        jobs.append(invalid_flow_job(report, name))
     return dg.Definitions(jobs=jobs)
+
+
+def _placeholder_name(report: FlowReport, taken: set[str]) -> str:
+    """The flow's own name when free, else one made from the file name, never a clash."""
+    if report.name and report.name not in taken:
+        return report.name
+    base = "invalid_" + re.sub(r"[^A-Za-z0-9_]", "_", report.path.name)
+    name, count = base, 1
+    while name in taken:
+        count += 1
+        name = f"{base}_{count}"
+    return name
 
 
 def build_flow_job_by_name(name: str) -> dg.JobDefinition:
@@ -53,8 +72,7 @@ def build_flow_job_by_name(name: str) -> dg.JobDefinition:
     raise KeyError(f"No flow named {name!r} in {settings.flows_dir}.")
 
 
-def invalid_flow_job(report: FlowReport) -> dg.JobDefinition:
-    name = report.name or "invalid_" + re.sub(r"[^A-Za-z0-9_]", "_", report.path.stem)
+def invalid_flow_job(report: FlowReport, name: str) -> dg.JobDefinition:
     text = "\n".join(str(problem) for problem in report.problems)
 
     @dg.op(name="flow_is_invalid", description="Fails: the flow file did not validate.")
