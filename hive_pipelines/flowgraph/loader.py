@@ -25,6 +25,7 @@ class ParsedFlow:
     spec: FlowSpec | None
     problems: list[Problem] = field(default_factory=list)
     node_lines: dict[str, int] = field(default_factory=dict)
+    id_lines: dict[str, list[int]] = field(default_factory=dict)
     invalid_node_ids: set[str] = field(default_factory=set)
 
 
@@ -76,6 +77,7 @@ def _check_fields(path: Path, data: dict[str, Any], item_lines: list[int]) -> Pa
         label = node_id if isinstance(node_id, str) else None
         if label is not None and line is not None:
             parsed.node_lines.setdefault(label, line)
+            parsed.id_lines.setdefault(label, []).append(line)
         try:
             nodes.append(NodeSpec.model_validate(raw))
         except ValidationError as exc:

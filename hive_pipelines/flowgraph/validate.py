@@ -136,7 +136,13 @@ def check_graph(
     counts = Counter(node.id for node in spec.nodes)
     for node_id, count in counts.items():
         if count > 1:
-            add("duplicate_id", f"The id is used by {count} nodes; ids must be unique.", node_id)
+            at = ", ".join(str(line) for line in parsed.id_lines.get(node_id, []))
+            where = f" (at lines {at})" if at else ""
+            add(
+                "duplicate_id",
+                f"The id is used by {count} nodes{where}; ids must be unique.",
+                node_id,
+            )
 
     graph = nx.DiGraph()
     graph.add_nodes_from(node.id for node in spec.nodes)
@@ -155,7 +161,8 @@ def check_graph(
 
     sources = [n for n, degree in graph.in_degree() if degree == 0]
     reachable = set(sources).union(*(nx.descendants(graph, s) for s in sources))
-    in_cycle = {n for cycle in cycles for n in cycle}
+    # Every node of a strongly connected group is on some cycle, even if not on the one shown.
+    in_cycle = {n for c in nx.strongly_connected_components(graph) if len(c) > 1 for n in c}
     for node in spec.nodes:
         if node.id not in reachable and node.id not in in_cycle and node.id in graph:
             add(

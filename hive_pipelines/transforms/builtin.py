@@ -67,9 +67,7 @@ def read_table(ctx: TransformContext, params: ReadTableParams) -> pd.DataFrame:
         frame = pd.read_parquet(path, columns=params.columns)
     elif kind == "jsonl":
         # dtype=False keeps string ids as strings and timestamps as text, as written.
-        frame = pd.read_json(
-            path, lines=True, dtype=False, convert_dates=False, nrows=params.max_rows
-        )
+        frame = pd.read_json(path, lines=True, dtype=False, nrows=params.max_rows)
     else:
         frame = pd.read_csv(
             path, usecols=params.columns, dtype=params.dtypes or None, nrows=params.max_rows
@@ -465,8 +463,8 @@ def cast_columns(ctx: TransformContext, params: CastParams, frame: pd.DataFrame)
                     out[column], format=params.datetime_format, errors=errors, utc=params.utc
                 )
                 out[column] = parsed.dt.normalize() if kind == "date" else parsed
-            elif kind in {"int", "float"} and errors == "coerce":
-                out[column] = pd.to_numeric(out[column], errors="coerce").astype(_DTYPES[kind])
+            elif errors == "coerce" and kind in {"int", "float", "bool"}:
+                out[column] = _coerce(out[column], kind)
             else:
                 out[column] = out[column].astype(_DTYPES[kind])
         except (ValueError, TypeError) as exc:
@@ -475,6 +473,22 @@ def cast_columns(ctx: TransformContext, params: CastParams, frame: pd.DataFrame)
                 "Set errors: null to turn such values into nulls."
             ) from exc
     return out
+
+
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+def _coerce(values: pd.Series, kind: str) -> pd.Series:
+    """Cast, turning every value that does not fit into a null (errors: null)."""
+    if kind == "bool":
+        text = values.astype("string").str.strip().str.lower()
+        flags = text.map(lambda v: True if v in _TRUE else False if v in _FALSE else pd.NA)
+        return flags.astype("boolean")
+    numbers = pd.to_numeric(values, errors="coerce")
+    if kind == "int":
+        numbers = numbers.where(numbers.isna() | (numbers % 1 == 0))
+    return numbers.astype(_DTYPES[kind])
 
 
 class HhmmParams(TransformParams):
@@ -704,7 +718,11 @@ def correlate(ctx: TransformContext, params: CorrelateParams, frame: pd.DataFram
     for column in params.columns:
         values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         both = values.notna() & target.notna()
-        r = values[both].corr(target[both], method=params.method) if both.sum() > 1 else np.nan
+        x, y = values[both], target[both]
+        if params.method == "spearman":
+            # Pearson on ranks: pandas' own spearman needs scipy, which is not a dependency.
+            x, y = x.rank(), y.rank()
+        r = x.corr(y) if both.sum() > 1 else np.nan
         rows.append(
             {
                 "column": column,

@@ -133,6 +133,7 @@ def load_transform_modules(modules: list[str]) -> TransformRegistry:
     """Import the built-in transforms and every user module listed in settings."""
     importlib.import_module("hive_pipelines.transforms.builtin")
     importlib.import_module("hive_pipelines.transforms.flights")
+    importlib.import_module("hive_pipelines.transforms.github")
     for module in modules:
         try:
             importlib.import_module(module)
