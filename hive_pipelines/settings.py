@@ -24,11 +24,13 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "retry": {"max_retries": 1, "delay_seconds": 1.0},
         "node_timeout_seconds": 600.0,
         "max_run_seconds": 3600.0,
+        "host_interval_seconds": 5,
     },
     "production": {
         "retry": {"max_retries": 3, "delay_seconds": 10.0},
         "node_timeout_seconds": 1800.0,
         "max_run_seconds": 6 * 3600.0,
+        "host_interval_seconds": 30,
     },
 }
 
@@ -75,6 +77,18 @@ class HiveSettings(BaseSettings):
     default_executor: Literal["in_process", "multiprocess"] = "in_process"
     max_concurrent_nodes: int = Field(default=2, ge=1, le=64)
 
+    # The host: inbox sensors, circuit breakers, schedules.
+    inbox_dir: Path | None = None
+    host_interval_seconds: int = Field(default=10, ge=1, le=3600)
+    host_max_events_per_tick: int = Field(default=20, ge=1, le=1000)
+    host_settle_seconds: float = Field(default=2.0, ge=0, le=3600)
+    max_event_file_bytes: int = Field(default=1 << 30, ge=1)
+    max_request_bytes: int = Field(default=1 << 20, ge=1)
+    circuit_failure_threshold: int = Field(default=5, ge=1, le=1000)
+    circuit_cooldown_seconds: float = Field(default=60.0, gt=0)
+    circuit_cooldown_max_seconds: float = Field(default=3600.0, gt=0)
+    schedules_on_by_default: bool | None = None
+
     @model_validator(mode="before")
     @classmethod
     def _apply_profile_defaults(cls, data: Any) -> Any:
@@ -93,6 +107,17 @@ class HiveSettings(BaseSettings):
         return self.output_dir or self.var_dir / "outputs"
 
     @property
+    def resolved_inbox_dir(self) -> Path:
+        return self.inbox_dir or self.var_dir / "inbox"
+
+    @property
+    def default_schedule_running(self) -> bool:
+        """Schedules start on in production and off in development, unless set."""
+        if self.schedules_on_by_default is not None:
+            return self.schedules_on_by_default
+        return self.profile == "production"
+
+    @property
     def resolved_data_roots(self) -> dict[str, Path]:
         """Named folders that read transforms may read from; nothing outside them is readable."""
         roots = {"data": PROJECT_DIR / "data"}
@@ -102,6 +127,7 @@ class HiveSettings(BaseSettings):
         shared = PROJECT_DIR.parent / "shared" / "data"
         if shared.is_dir():
             roots["shared"] = shared
+        roots["inbox"] = self.resolved_inbox_dir
         roots.update(self.data_roots)
         return roots
 

@@ -39,6 +39,22 @@ class FlowLimits(_Strict):
     max_run_seconds: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
 
 
+class HostSpec(_Strict):
+    """How the host feeds an event's file to the flow: the node and param that take its path."""
+
+    input_node: str | None = None
+    input_param: str = "path"
+    input_root_param: str | None = "root"
+
+
+class ScheduleSpec(_Strict):
+    """A cron schedule for the flow's job; `enabled` left out follows the profile."""
+
+    cron: str = Field(min_length=9, max_length=100)
+    timezone: str = "UTC"
+    enabled: bool | None = None
+
+
 class NodeSpec(_Strict):
     """One step of a flow: a registered transform, its params and the nodes it reads from."""
 
@@ -60,3 +76,5 @@ class FlowSpec(_Strict):
     defaults: NodeDefaults = Field(default_factory=NodeDefaults)
     limits: FlowLimits = Field(default_factory=FlowLimits)
     tags: dict[str, str] = Field(default_factory=dict)
+    host: HostSpec = Field(default_factory=HostSpec)
+    schedule: ScheduleSpec | None = None

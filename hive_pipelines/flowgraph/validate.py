@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import networkx as nx
 
@@ -172,6 +173,7 @@ def check_graph(
                 node.id,
             )
     problems.extend(_limit_problems(path, spec, graph, settings, acyclic=not cycles))
+    problems.extend(_host_problems(path, spec, registry))
     return problems
 
 
@@ -246,6 +248,50 @@ def _limit_problems(
                 f"The flow is {len(longest)} nodes deep, over its limit of {max_depth}: {chain}."
             )
             problems.append(Problem(path, "too_deep", message))
+    return problems
+
+
+RESERVED_FLOW_NAMES = {"requests"}
+
+
+def _host_problems(path: Path, spec: FlowSpec, registry: TransformRegistry) -> list[Problem]:
+    """The host section must name a source node whose transform takes the input param;
+    the schedule must be a five-field cron in a real time zone."""
+    problems = []
+    if spec.name in RESERVED_FLOW_NAMES:
+        message = f"The flow name {spec.name!r} is reserved for the inbox's requests folder."
+        problems.append(Problem(path, "schema", message))
+    node_id = spec.host.input_node
+    if node_id is not None:
+        node = next((n for n in spec.nodes if n.id == node_id), None)
+        if node is None:
+            message = f"host.input_node {node_id!r} is not a node of this flow."
+            problems.append(Problem(path, "host", message))
+        elif node.upstream:
+            message = f"host.input_node {node_id!r} must be a source node (no upstream)."
+            problems.append(Problem(path, "host", message, node=node_id))
+        elif node.transform in registry:
+            fields = registry.get(node.transform).params_model.model_fields
+            wanted = [spec.host.input_param, spec.host.input_root_param]
+            for param in (p for p in wanted if p is not None and p not in fields):
+                message = f"Transform {node.transform!r} has no param {param!r} for the input."
+                problems.append(Problem(path, "host", message, node=node_id))
+    if spec.schedule is not None:
+        problems.extend(_schedule_problems(path, spec))
+    return problems
+
+
+def _schedule_problems(path: Path, spec: FlowSpec) -> list[Problem]:
+    assert spec.schedule is not None
+    problems = []
+    if len(spec.schedule.cron.split()) != 5:
+        message = f"schedule.cron {spec.schedule.cron!r} must have five fields (m h dom mon dow)."
+        problems.append(Problem(path, "schedule", message))
+    try:
+        ZoneInfo(spec.schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        message = f"schedule.timezone {spec.schedule.timezone!r} is not a known time zone."
+        problems.append(Problem(path, "schedule", message))
     return problems
 
 
