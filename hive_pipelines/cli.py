@@ -164,3 +164,50 @@ def _print_summary(instance: Any, run_id: str, seconds: float) -> None:
 def _columns(metadata: dict[str, Any]) -> list[str]:
     schema = metadata.get("dagster/column_schema")
     return [column.name for column in schema.value.columns] if schema is not None else []
+
+
+@main.group()
+def circuit() -> None:
+    """Inspect and reset the host's per-flow circuit breakers."""
+
+
+@circuit.command("reset")
+@click.argument("flow")
+def circuit_reset_command(flow: str) -> None:
+    """Close FLOW's circuit: runs the reset_circuit job on the instance of DAGSTER_HOME."""
+    import dagster as dg
+
+    from hive_pipelines.defs.host.definitions import reset_circuit_job
+
+    _plan_named(flow)
+    config = {"ops": {"reset": {"config": {"flow": flow}}}}
+    with dg.DagsterInstance.get() as instance:
+        result = reset_circuit_job.execute_in_process(run_config=config, instance=instance)
+    if not result.success:
+        raise click.ClickException(f"The reset run {result.run_id} failed.")
+    click.echo(
+        f"Circuit of flow {flow!r} reset by run {result.run_id}; the inbox sensor closes it "
+        "on its next tick."
+    )
+
+
+@circuit.command("status")
+def circuit_status_command() -> None:
+    """Each flow's circuit as the inbox sensor last saved it."""
+    import dagster as dg
+
+    from hive_pipelines.host.tick import HostCursor
+
+    with dg.DagsterInstance.get() as instance:
+        states = [
+            state
+            for state in instance.all_instigator_state()
+            if state.name == "inbox_sensor" and state.instigator_data is not None
+        ]
+        cursor = HostCursor.parse(
+            getattr(states[0].instigator_data, "cursor", None) if states else None
+        )
+    if not cursor.circuits:
+        click.echo("No circuit has left the closed state yet.")
+    for flow, state in sorted(cursor.circuits.items()):
+        click.echo(f"{flow:<24} {state.state:<10} openings {state.open_count}")

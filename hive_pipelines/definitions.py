@@ -2,11 +2,18 @@
 
 import dagster as dg
 
-from hive_pipelines.defs.flows.definitions import build_flow_definitions
+from hive_pipelines.defs.flows.definitions import build_flow_definitions, flow_reports
+from hive_pipelines.defs.host.definitions import build_host_definitions
 from hive_pipelines.settings import get_settings
+from hive_pipelines.transforms.registry import load_transform_modules
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     settings = get_settings()
-    return dg.Definitions.merge(build_flow_definitions(settings))
+    registry = load_transform_modules(settings.transform_modules)
+    reports = flow_reports(settings)
+    flows = build_flow_definitions(settings, reports)
+    jobs = {job.name: job for job in flows.jobs or [] if isinstance(job, dg.JobDefinition)}
+    host = build_host_definitions(reports, jobs, settings, registry)
+    return dg.Definitions.merge(flows, host)

@@ -7,6 +7,7 @@ names, operators from a fixed list, literal values); no string is ever evaluated
 from __future__ import annotations
 
 import os
+import string
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,9 +95,25 @@ def _format_of(path: Path) -> str:
     )
 
 
+DIRECTORY_FIELDS = {"flow", "run_id"}
+
+
 class WriteParams(TransformParams):
-    directory: str = Field(default="", description="Folder under the output root; default: flow.")
+    directory: str = Field(
+        default="",
+        description="Folder under the output root (default: the flow's name); may hold "
+        "{flow} and {run_id}, e.g. `{flow}/{run_id}` to keep every run's outputs.",
+    )
     index: bool = False
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> WriteParams:
+        parsed = string.Formatter().parse(self.directory)
+        fields = {name for _, name, _, _ in parsed if name is not None}
+        unknown = fields - DIRECTORY_FIELDS
+        if unknown:
+            raise ValueError(f"directory may use only {{flow}} and {{run_id}}, not {unknown}")
+        return self
 
 
 @transform(
@@ -125,7 +142,8 @@ def _write_all(
     ctx: TransformContext, params: WriteParams, frames: tuple[pd.DataFrame, ...], kind: str
 ) -> pd.DataFrame:
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
-    folder = confine(ctx.output_dir, params.directory or ctx.flow, label="the output root")
+    directory = (params.directory or ctx.flow).format(flow=ctx.flow, run_id=ctx.run_id)
+    folder = confine(ctx.output_dir, directory, label="the output root")
     folder.mkdir(parents=True, exist_ok=True)
     names = ctx.inputs or tuple(f"input_{i}" for i in range(len(frames)))
     written = []

@@ -31,8 +31,12 @@ def flow_reports(settings: HiveSettings) -> list[FlowReport]:
     )
 
 
-def build_flow_definitions(settings: HiveSettings) -> dg.Definitions:
-    reports = flow_reports(settings)
+def build_flow_definitions(
+    settings: HiveSettings, reports: list[FlowReport] | None = None
+) -> dg.Definitions:
+    """One job per flow file; `reports` saves validating the files a second time."""
+    if reports is None:
+        reports = flow_reports(settings)
     jobs = [build_flow_job(r.plan, settings) for r in reports if r.plan is not None]
     taken = {job.name for job in jobs}
     for report in reports:
