@@ -129,6 +129,7 @@ def run_tick(host: Host, cursor: HostCursor) -> TickResult:
     """Decide on at most `host_max_events_per_tick` events and say what happened."""
     result = TickResult(cursor=cursor.model_copy(deep=True))
     budget = host.settings.host_max_events_per_tick
+    _ensure_folders(host)
     names = streams(host.inbox)
     now = host.clock()
 
@@ -266,6 +267,14 @@ def _duplicate(host: Host, result: TickResult, entry: Entry, key: str) -> None:
     move_to_processed(host.inbox, entry.stream, entry.path, note=f"duplicate of event {key}")
     result.duplicates.append(key)
     result.log.append(f"duplicate {entry.stream}/{entry.path.name}: event {key} already ran")
+
+
+def _ensure_folders(host: Host) -> None:
+    """The folders users drop events into: requests/ and one per flow that takes files."""
+    (host.inbox / REQUESTS).mkdir(parents=True, exist_ok=True)
+    for name, plan in host.plans.items():
+        if plan.spec.host.input_node is not None:
+            (host.inbox / name).mkdir(exist_ok=True)
 
 
 def _settle_ns(host: Host) -> int:
