@@ -25,12 +25,16 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "node_timeout_seconds": 600.0,
         "max_run_seconds": 3600.0,
         "host_interval_seconds": 5,
+        "registry_retention_days": 30,
+        "run_retention_days": 14,
     },
     "production": {
         "retry": {"max_retries": 3, "delay_seconds": 10.0},
         "node_timeout_seconds": 1800.0,
         "max_run_seconds": 6 * 3600.0,
         "host_interval_seconds": 30,
+        "registry_retention_days": 400,
+        "run_retention_days": 90,
     },
 }
 
@@ -89,6 +93,17 @@ class HiveSettings(BaseSettings):
     circuit_cooldown_max_seconds: float = Field(default=3600.0, gt=0)
     schedules_on_by_default: bool | None = None
 
+    # The registry of task assignments, and retention.
+    registry_dir: Path | None = None
+    registry_retention_days: int = Field(default=30, ge=1, le=3650)
+    run_retention_days: int = Field(default=14, ge=1, le=3650)
+    registry_interval_seconds: int = Field(default=60, ge=5, le=86_400)
+    registry_runs_per_tick: int = Field(default=500, ge=1, le=100_000)
+    prune_cron: str = "0 3 * * *"
+    prune_timezone: str = "UTC"
+    prune_batch_size: int = Field(default=100, ge=1, le=10_000)
+    prune_max_per_run: int = Field(default=5000, ge=1, le=1_000_000)
+
     @model_validator(mode="before")
     @classmethod
     def _apply_profile_defaults(cls, data: Any) -> Any:
@@ -109,6 +124,10 @@ class HiveSettings(BaseSettings):
     @property
     def resolved_inbox_dir(self) -> Path:
         return self.inbox_dir or self.var_dir / "inbox"
+
+    @property
+    def resolved_registry_dir(self) -> Path:
+        return self.registry_dir or self.var_dir / "registry"
 
     @property
     def default_schedule_running(self) -> bool:

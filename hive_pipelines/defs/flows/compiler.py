@@ -4,6 +4,8 @@ Each op carries the node's retry policy, tags for its flow and transform, and ru
 transform in a child process bounded by the node's timeout (`flowgraph.isolation`).
 """
 
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ FLOW_TAG = "hive/flow"
 NODE_TAG = "hive/node"
 TRANSFORM_TAG = "hive/transform"
 MAX_RUNTIME_TAG = "dagster/max_runtime"
+WORKER_KEY = "hive/worker"
 
 _BACKOFF = {"exponential": dg.Backoff.EXPONENTIAL, "linear": dg.Backoff.LINEAR}
 _JITTER = {"plus_minus": dg.Jitter.PLUS_MINUS, "full": dg.Jitter.FULL, "none": None}
@@ -138,16 +141,25 @@ def _build_node_op(plan: FlowPlan, node: NodePlan, settings: HiveSettings) -> dg
         try:
             summary = run_isolated(call, settings.timeout_grace_seconds)
         except NodeError as exc:
-            metadata: dict[str, Any] = {"timeout_seconds": node.timeout_seconds}
+            metadata: dict[str, Any] = {
+                "timeout_seconds": node.timeout_seconds,
+                WORKER_KEY: worker_name(),
+            }
+            metadata["error_class"] = type(exc).__name__
             if isinstance(exc, TransformFailedError):
                 metadata["error_class"] = exc.error_class
                 metadata["traceback"] = dg.MetadataValue.text(exc.child_traceback)
             raise dg.Failure(str(exc), metadata=metadata) from None
 
-        context.log.info("Node %s wrote %d rows to %s", spec.id, summary.rows, summary.path)
-        return dg.Output(summary, metadata=output_metadata(summary))
+        metadata = {**output_metadata(summary), WORKER_KEY: dg.MetadataValue.text(worker_name())}
+        return dg.Output(summary, metadata=metadata)
 
     return node_op
+
+
+def worker_name() -> str:
+    """The worker that ran a node: host name and process id of the op's process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def output_metadata(summary: TableSummary) -> dict[str, dg.MetadataValue]:
