@@ -211,3 +211,30 @@ def circuit_status_command() -> None:
         click.echo("No circuit has left the closed state yet.")
     for flow, state in sorted(cursor.circuits.items()):
         click.echo(f"{flow:<24} {state.state:<10} openings {state.open_count}")
+
+
+@main.command("health")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def health_command(as_json: bool) -> None:
+    """The health report; exit 0 when healthy, 1 when degraded, 2 when failing."""
+    import json
+    import time
+
+    import dagster as dg
+
+    from hive_pipelines.defs.health.sources import InstanceSources
+    from hive_pipelines.health.checks import evaluate, overall
+
+    settings = get_settings()
+    with dg.DagsterInstance.get() as instance:
+        results = evaluate(InstanceSources(instance, settings), settings.health, time.time())
+    status = overall(results)
+    if as_json:
+        report = {"status": status, "checks": [r.as_dict() for r in results]}
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for r in results:
+            value = "-" if r.value is None else f"{r.value:,.4g}"
+            click.echo(f"{r.status:<8} {r.key:<32} {value:>12}  {r.message}")
+        click.echo(f"overall: {status}")
+    sys.exit({"pass": 0, "warn": 1, "fail": 2}[status])

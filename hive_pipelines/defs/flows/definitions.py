@@ -12,15 +12,14 @@ import re
 
 import dagster as dg
 
-from hive_pipelines.defs.flows.compiler import FLOW_TAG, build_flow_job
+from hive_pipelines.defs.flows.compiler import build_flow_job
 from hive_pipelines.flowgraph.problems import FlowValidationError
 from hive_pipelines.flowgraph.validate import FlowReport, flow_files, validate_flows
 from hive_pipelines.settings import HiveSettings, get_settings
+from hive_pipelines.tags import FLOW_TAG, INVALID_TAG
 from hive_pipelines.transforms.registry import load_transform_modules
 
 logger = logging.getLogger(__name__)
-
-INVALID_TAG = "hive/invalid"
 
 
 def flow_reports(settings: HiveSettings) -> list[FlowReport]:

@@ -11,14 +11,16 @@ from hive_pipelines.host.circuit import RunOutcome, TrialOutcome
 from hive_pipelines.host.inbox import move_to_processed, record_failure
 from hive_pipelines.host.tick import Host, HostCursor, run_tick
 from hive_pipelines.settings import HiveSettings
+from hive_pipelines.tags import (
+    EVENT_ID_TAG,
+    EVENT_KEY_TAG,
+    EVENT_PATH_TAG,
+    EVENT_SOURCE_TAG,
+    FLOW_TAG,
+    SOURCE_TAG,
+)
 from hive_pipelines.transforms.registry import TransformRegistry
 
-SOURCE_TAG = "hive/source"
-FLOW_TAG = "hive/flow"
-EVENT_KEY_TAG = "hive/event_key"
-EVENT_ID_TAG = "hive/event_id"
-EVENT_SOURCE_TAG = "hive/event_source"
-EVENT_PATH_TAG = "hive/event_path"
 RESET_JOB = "reset_circuit"
 
 FINISHED = [

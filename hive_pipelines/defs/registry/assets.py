@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from hive_pipelines.defs.flows.compiler import FLOW_TAG, WORKER_KEY
 from hive_pipelines.registry.assignments import (
     RunInfo,
     StepEvent,
@@ -18,8 +17,8 @@ from hive_pipelines.registry.assignments import (
 )
 from hive_pipelines.registry.store import RegistryStore
 from hive_pipelines.settings import HiveSettings
+from hive_pipelines.tags import EVENT_ID_TAG, FLOW_TAG, WORKER_KEY
 
-EVENT_ID_TAG = "hive/event_id"
 REGISTRY_GROUP = "registry"
 ASSIGNMENTS = "task_assignments"
 WORKER_DAYS = "worker_days"
