@@ -287,6 +287,14 @@ def _schedule_problems(path: Path, spec: FlowSpec) -> list[Problem]:
     if len(spec.schedule.cron.split()) != 5:
         message = f"schedule.cron {spec.schedule.cron!r} must have five fields (m h dom mon dow)."
         problems.append(Problem(path, "schedule", message))
+    else:
+        # The check Dagster's ScheduleDefinition makes; a cron it refuses would stop every
+        # definition from loading. Imported here so validating flows needs Dagster only then.
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(spec.schedule.cron):
+            message = f"schedule.cron {spec.schedule.cron!r} is not a valid cron expression."
+            problems.append(Problem(path, "schedule", message))
     try:
         ZoneInfo(spec.schedule.timezone)
     except (ZoneInfoNotFoundError, ValueError):

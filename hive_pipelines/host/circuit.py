@@ -17,7 +17,10 @@ from typing import Literal
 from pydantic import BaseModel
 
 CircuitName = Literal["closed", "open", "half_open"]
-TrialOutcome = Literal["none", "pending", "success", "failure"]
+TrialOutcome = Literal["none", "missing", "pending", "success", "failure"]
+# A trial whose run never appeared (its launch failed, its run was deleted) counts as a
+# failure after this long, so a half-open circuit cannot wait forever.
+TRIAL_GRACE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class CircuitState(BaseModel):
     opened_at: float | None = None
     open_count: int = 0
     trial_key: str | None = None
+    trial_at: float | None = None
 
     def cooldown(self, policy: CircuitPolicy) -> float:
         growth = policy.cooldown_seconds * 2 ** max(self.open_count - 1, 0)
@@ -96,6 +100,8 @@ def advance(
             return current.model_copy(update={"state": "half_open", "changed_at": now})
         return current
 
+    if trial == "missing" and now - (current.trial_at or now) >= TRIAL_GRACE_SECONDS:
+        return _opened(current, now)
     if trial == "success":
         return _closed(now)
     if trial == "failure":
@@ -103,9 +109,9 @@ def advance(
     return current
 
 
-def with_trial(current: CircuitState, key: str) -> CircuitState:
+def with_trial(current: CircuitState, key: str, now: float | None = None) -> CircuitState:
     """Record the event launched as the half-open circuit's one trial."""
-    return current.model_copy(update={"trial_key": key})
+    return current.model_copy(update={"trial_key": key, "trial_at": now})
 
 
 def _opened(current: CircuitState, now: float) -> CircuitState:

@@ -253,7 +253,7 @@ def _decide(
     if allowance[flow] == 1:
         allowance[flow] = 0
         circuit = result.cursor.circuits.get(flow, CircuitState())
-        result.cursor.circuits[flow] = with_trial(circuit, event.key)
+        result.cursor.circuits[flow] = with_trial(circuit, event.key, host.clock())
         result.log.append(f"circuit of flow {flow!r}: half-open trial with event {event.key}")
 
 

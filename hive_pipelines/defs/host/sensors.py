@@ -44,6 +44,7 @@ class InstanceLedger:
         records = self._instance.get_run_records(
             dg.RunsFilter(job_name=flow, tags={SOURCE_TAG: "host"}, statuses=FINISHED),
             limit=limit,
+            order_by="update_timestamp",  # the most recently finished, not the newest created
         )
         return [
             RunOutcome(
@@ -56,7 +57,7 @@ class InstanceLedger:
     def trial_outcome(self, key: str) -> TrialOutcome:
         records = self._instance.get_run_records(dg.RunsFilter(tags={EVENT_KEY_TAG: key}), limit=1)
         if not records:
-            return "pending"
+            return "missing"
         status = records[0].dagster_run.status
         if status == dg.DagsterRunStatus.SUCCESS:
             return "success"
@@ -76,6 +77,12 @@ class InstanceLedger:
             if ops.get("reset", {}).get("config", {}).get("flow") == flow:
                 return record.end_time or record.update_timestamp.timestamp()
         return None
+
+
+def step_error(event: dg.DagsterEvent) -> str:
+    """The error a step failed with, as its op raised it (our ops raise full sentences)."""
+    error = event.step_failure_data.error if event.step_failure_data else None
+    return error.message.strip() if error is not None else (event.message or "")
 
 
 def build_inbox_sensor(
@@ -167,13 +174,14 @@ def build_event_status_sensors(settings: HiveSettings) -> list[dg.SensorDefiniti
         relative = tags.get(EVENT_PATH_TAG)
         if relative is None:
             return
-        steps = [event.step_key for event in context.get_step_failure_events()]
+        failures = context.get_step_failure_events()
         record = {
             "event": relative,
             "event_key": tags.get(EVENT_KEY_TAG),
             "run_id": context.dagster_run.run_id,
-            "failed_nodes": steps,
+            "failed_nodes": [event.step_key for event in failures],
             "error": context.failure_event.message,
+            "node_errors": {event.step_key: step_error(event) for event in failures},
             "failed_at": time.time(),
         }
         stream = Path(relative).parts[0]
