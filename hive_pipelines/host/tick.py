@@ -58,7 +58,9 @@ class RunLedger(Protocol):
 
     def outcomes(self, flow: str, limit: int) -> list[RunOutcome]: ...
 
-    def trial_outcome(self, key: str) -> TrialOutcome: ...
+    def trial_outcome(self, key: str) -> TrialOutcome:
+        """How the run of an event key went: missing, pending, success or failure."""
+        ...
 
     def reset_at(self, flow: str) -> float | None: ...
 
@@ -80,6 +82,7 @@ class TickResult:
     cursor: HostCursor = field(default_factory=HostCursor)
     quarantined: list[tuple[Path, str, str]] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    left_in_place: list[str] = field(default_factory=list)
     routed: int = 0
     held: dict[str, int] = field(default_factory=dict)
     unsettled: int = 0
@@ -93,6 +96,8 @@ class TickResult:
             parts.append(f"{len(self.quarantined)} event(s) quarantined")
         if self.duplicates:
             parts.append(f"{len(self.duplicates)} duplicate(s) moved to processed")
+        if self.left_in_place:
+            parts.append(f"{len(self.left_in_place)} event(s) already have a run, left in place")
         if self.routed:
             parts.append(f"{self.routed} request(s) routed")
         for flow, count in sorted(self.held.items()):
@@ -245,8 +250,18 @@ def _decide(
     except EventRejected as rejected:
         _reject(host, result, entry, rejected)
         return
-    if event.key in keys or host.ledger.has_run(event.key):
+    if event.key in keys:
         _duplicate(host, result, entry, event.key)
+        return
+    existing = host.ledger.trial_outcome(event.key)
+    if existing == "success":
+        _duplicate(host, result, entry, event.key)
+        return
+    if existing != "missing":
+        # Its run is queued, running or failed and reads (or read) this very file: leave it
+        # where it is; the status sensors move it or record its failure.
+        result.left_in_place.append(event.key)
+        result.log.append(f"event {event.key} already has a run ({existing}); file left in place")
         return
     keys.add(event.key)
     result.launches.append(event)

@@ -1,7 +1,7 @@
 """The host's sensors: inbox events become runs; finished runs settle their event files."""
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -170,17 +170,33 @@ def build_event_status_sensors(settings: HiveSettings) -> list[dg.SensorDefiniti
         minimum_interval_seconds=settings.host_interval_seconds,
     )
     def event_failed_sensor(context: dg.RunFailureSensorContext) -> None:
+        _record_failure(context, context.get_step_failure_events(), context.failure_event.message)
+
+    @dg.run_status_sensor(
+        name="event_canceled_sensor",
+        run_status=dg.DagsterRunStatus.CANCELED,
+        description="Records, beside the inbox, that the run of a host event was canceled.",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=settings.host_interval_seconds,
+    )
+    def event_canceled_sensor(context: dg.RunStatusSensorContext) -> None:
+        _record_failure(context, [], "The run was canceled (by hand or past its max run time).")
+
+    def _record_failure(
+        context: dg.RunStatusSensorContext,
+        failures: Sequence[dg.DagsterEvent],
+        message: str | None,
+    ) -> None:
         tags = context.dagster_run.tags
         relative = tags.get(EVENT_PATH_TAG)
         if relative is None:
             return
-        failures = context.get_step_failure_events()
         record = {
             "event": relative,
             "event_key": tags.get(EVENT_KEY_TAG),
             "run_id": context.dagster_run.run_id,
             "failed_nodes": [event.step_key for event in failures],
-            "error": context.failure_event.message,
+            "error": message,
             "node_errors": {event.step_key: step_error(event) for event in failures},
             "failed_at": time.time(),
         }
@@ -190,4 +206,4 @@ def build_event_status_sensors(settings: HiveSettings) -> list[dg.SensorDefiniti
             "Run %s of event %s failed; recorded in %s", record["run_id"], relative, target
         )
 
-    return [event_done_sensor, event_failed_sensor]
+    return [event_done_sensor, event_failed_sensor, event_canceled_sensor]

@@ -512,3 +512,23 @@ def test_routed_request_waits_behind_a_file_still_being_written(
     assert result.skip == ("No run launched: 1 request(s) routed; 1 file(s) still being written.")
     assert "drops" not in result.state.streams
     assert (inbox_dir() / "drops" / "load-1.request.json").exists()
+
+
+def test_event_whose_run_failed_is_left_in_place_when_seen_again(
+    instance: dg.DagsterInstance,
+) -> None:
+    # Regression: an event seen again (its cursor lost, or a tick not resumed) whose run had
+    # failed, or was still queued, was moved to .processed as a duplicate; a queued run then
+    # lost its input file and a failed event vanished from view.
+    host = project_host()
+    path = deliver("drops", "day.jsonl", b"this is not json\n")
+    first = tick(host, instance)
+    [request] = first.requests
+    assert not execute(host, instance, request).success
+
+    again = tick(host, instance, cursor=None)
+
+    assert again.requests == []
+    assert again.skip == "No run launched: 1 event(s) already have a run, left in place."
+    assert path.exists()
+    assert not (inbox_dir() / ".processed" / "drops").exists()
