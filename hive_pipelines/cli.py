@@ -96,11 +96,9 @@ def run_command(name: str, executor: str | None, quiet: bool) -> None:
     level = "WARNING" if quiet else "INFO"
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": level}}}}
     if executor == "multiprocess":
-        multiprocess = {
-            "max_concurrent": settings.max_concurrent_nodes,
-            "start_method": {"forkserver": {}},
-        }
-        run_config["execution"] = {"config": {"multiprocess": multiprocess}}
+        from hive_pipelines.defs.flows.compiler import multiprocess_config
+
+        run_config["execution"] = {"config": {"multiprocess": multiprocess_config(settings)}}
     elif executor == "in_process":
         run_config["execution"] = {"config": {"in_process": {}}}
 

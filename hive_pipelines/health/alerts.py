@@ -20,6 +20,7 @@ from hive_pipelines.health.checks import CheckResult
 logger = logging.getLogger(__name__)
 
 MAX_PENDING = 100
+QUIET = {"pass", "unknown"}
 
 
 class CheckState(BaseModel):
@@ -34,7 +35,14 @@ class HealthCursor(BaseModel):
 
     @classmethod
     def parse(cls, text: str | None) -> HealthCursor:
-        return cls.model_validate_json(text) if text else cls()
+        """The cursor, or a fresh one (logged) if it cannot be read: health never breaks."""
+        if not text:
+            return cls()
+        try:
+            return cls.model_validate_json(text)
+        except ValueError as exc:
+            logger.warning("Health sensor cursor unreadable, starting afresh: %s", exc)
+            return cls()
 
 
 def transitions(
@@ -44,15 +52,20 @@ def transitions(
 
     A status change is announced once (a recovery to pass too). A check that stays in warn
     or fail is announced again once `renotify_seconds` have passed since the last alert.
-    The first evaluation of a check announces it only when it does not pass.
+    The first evaluation of a check announces it only when it does not pass, and a move
+    from unknown to pass (a source appearing) is not news. Checks that no longer report
+    (a flow with no run in the window) are forgotten, so their next failure is news again.
     """
     alerts: list[dict[str, Any]] = []
-    checks = dict(cursor.checks)
+    checks = {r.key: cursor.checks[r.key] for r in results if r.key in cursor.checks}
     for result in results:
         before = checks.get(result.key)
         changed = before is None or before.status != result.status
-        if before is None and result.status in {"pass", "unknown"}:
-            checks[result.key] = CheckState(status=result.status, since=now)
+        # Starting out passing or unknown, or a source appearing (unknown to pass), is no news.
+        quiet = (before is None or before.status == "unknown") and result.status in QUIET
+        if quiet:
+            if changed:
+                checks[result.key] = CheckState(status=result.status, since=now)
             continue
         if changed:
             alerts.append(_alert(result, None if before is None else before.status, now))
@@ -75,14 +88,17 @@ def deliver(
         logger.warning("Health alert: %s", alert["text"])
     if url is None:
         return len(queue), cursor.model_copy(update={"pending": []})
-    undelivered = []
+    undelivered: list[dict[str, Any]] = []
     for alert in queue:
-        if not post_json(url, alert, timeout):
+        # After one failure the rest wait for the next tick: a slow webhook then costs one
+        # timeout per tick, not one per alert, and the tick stays within its deadline.
+        if undelivered or not post_json(url, alert, timeout):
             undelivered.append(alert)
+    sent = len(queue) - len(undelivered)
     if len(undelivered) > MAX_PENDING:
         logger.warning("Dropping %d undelivered alerts", len(undelivered) - MAX_PENDING)
         undelivered = undelivered[-MAX_PENDING:]
-    return len(queue) - len(undelivered), cursor.model_copy(update={"pending": undelivered})
+    return sent, cursor.model_copy(update={"pending": undelivered})
 
 
 def post_json(url: str, payload: dict[str, Any], timeout: float) -> bool:

@@ -34,7 +34,11 @@ class Threshold(BaseModel):
 
     def describe(self) -> str:
         sign = "<=" if self.below else ">="
-        return f"warn {sign} {self.warn:g}, fail {sign} {self.fail:g}"
+        return f"warn {sign} {_number(self.warn)}, fail {sign} {_number(self.fail)}"
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 and float(value).is_integer() else f"{value:g}"
 
 
 class HealthThresholds(BaseModel):

@@ -82,7 +82,7 @@ def flow_executor(settings: HiveSettings) -> dg.ExecutorDefinition:
     if settings.default_executor == "in_process":
         default: dict[str, Any] = {"in_process": {}}
     else:
-        default = {"multiprocess": {"max_concurrent": settings.max_concurrent_nodes}}
+        default = {"multiprocess": multiprocess_config(settings)}
     schema = dg.Field(base.config_schema.config_type, default_value=default)
     return dg.ExecutorDefinition(
         name=base.name,
@@ -91,6 +91,18 @@ def flow_executor(settings: HiveSettings) -> dg.ExecutorDefinition:
         requirements=base.get_requirements,
         description=base.description,
     )
+
+
+PRELOAD_MODULES = ["hive_pipelines.defs.flows.definitions", "pandas", "pyarrow.dataset"]
+
+
+def multiprocess_config(settings: HiveSettings) -> dict[str, Any]:
+    """Dagster's multiprocess executor, its step processes forked from a server that has
+    already imported the project, pandas and pyarrow (each step saves about 1 s)."""
+    return {
+        "max_concurrent": settings.max_concurrent_nodes,
+        "start_method": {"forkserver": {"preload_modules": PRELOAD_MODULES}},
+    }
 
 
 def _build_node_op(plan: FlowPlan, node: NodePlan, settings: HiveSettings) -> dg.OpDefinition:

@@ -22,12 +22,25 @@ from hive_pipelines.transforms.registry import load_transform_modules
 logger = logging.getLogger(__name__)
 
 
+_REPORTS: dict[tuple[str, tuple[tuple[str, int, int], ...]], list[FlowReport]] = {}
+MAX_CACHED = 8
+
+
 def flow_reports(settings: HiveSettings) -> list[FlowReport]:
-    """Validate every flow file of the flows folder."""
+    """Validate every flow file of the flows folder, once per state of its files.
+
+    Dagster rebuilds a job several times in one process (`hive run` reconstructs it), so the
+    reports are kept per settings and per file name, change time and size.
+    """
     registry = load_transform_modules(settings.transform_modules)
-    return validate_flows(
-        flow_files(settings.flows_dir, settings.max_flow_files), registry, settings
-    )
+    files = flow_files(settings.flows_dir, settings.max_flow_files)
+    stamps = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    key = (settings.model_dump_json(), stamps)
+    if key not in _REPORTS:
+        if len(_REPORTS) >= MAX_CACHED:
+            _REPORTS.clear()
+        _REPORTS[key] = validate_flows(files, registry, settings)
+    return _REPORTS[key]
 
 
 def build_flow_definitions(

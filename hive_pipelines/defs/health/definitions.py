@@ -111,6 +111,8 @@ def build_health_definitions(
     @dg.run_failure_sensor(
         name="run_failure_alert_sensor",
         default_status=dg.DefaultSensorStatus.RUNNING,
+        # Runs of `hive run` have no code location origin; the flow tag selects the runs.
+        monitor_all_code_locations=True,
         description="Alerts once per failed run of a flow: flow, failed node, error, run id.",
     )
     def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
@@ -119,12 +121,16 @@ def build_health_definitions(
         if flow is None:
             return
         failures = context.get_step_failure_events()
+        error = failures[0].step_failure_data.error if failures else None
         alert = {
             "kind": "run_failure",
             "flow": flow,
             "run_id": run.run_id,
             "failed_nodes": [event.step_key for event in failures],
-            "error": (failures[0].message if failures else context.failure_event.message),
+            # The error itself, not the event's "Execution of step ... failed."
+            "error": (
+                (error.cause or error).message.strip() if error else context.failure_event.message
+            ),
             "text": f"Run {run.run_id} of flow {flow!r} failed at "
             f"{', '.join(e.step_key or '?' for e in failures) or 'run level'}.",
         }
@@ -133,13 +139,18 @@ def build_health_definitions(
         if url is not None and not post_json(url, alert, settings.alert_timeout_seconds):
             # The run status sensor's cursor does not move past a failed evaluation, so the
             # alert for this run is tried again on the next tick, and only for this run.
-            raise RuntimeError(f"Could not deliver the failure alert of run {run.run_id}.")
+            raise AlertNotDelivered(f"Could not deliver the failure alert of run {run.run_id}.")
 
     return dg.Definitions(
         assets=[health_asset],
         asset_checks=[system_health_checks],
         sensors=[health_sensor, run_failure_alert_sensor],
     )
+
+
+class AlertNotDelivered(dg.DagsterError):
+    """A DagsterError passes Dagster's user-code boundary, so the evaluation itself fails.
+    Any other exception is caught there and the cursor moves past the run all the same."""
 
 
 def _severity(result: CheckResult) -> dg.AssetCheckSeverity:

@@ -21,6 +21,8 @@ FINISHED = [dg.DagsterRunStatus.SUCCESS, *FAILED]
 MAX_RUNS_READ = 10_000
 MAX_FILES_WALKED = 200_000
 INBOX_SENSOR = "inbox_sensor"
+# `dagster-daemon run` by hand; `dagster dev` starts it as `python -m dagster._daemon run`.
+DAEMON_COMMANDS = ("dagster-daemon", "dagster._daemon")
 
 
 class InstanceSources:
@@ -87,10 +89,16 @@ class InstanceSources:
         return store.size_bytes(), len(days), self.settings.registry_retention_days
 
     def last_prune_end(self) -> float | None:
+        """When the last successful pruning that was not a dry run ended."""
         records = self.instance.get_run_records(
-            dg.RunsFilter(job_name=PRUNE_JOB, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
+            dg.RunsFilter(job_name=PRUNE_JOB, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=20
         )
-        return (records[0].end_time or None) if records else None
+        for record in records:
+            config = record.dagster_run.run_config or {}
+            ops = config.get("ops", {}) if isinstance(config, dict) else {}
+            if not ops.get("prune_history", {}).get("config", {}).get("dry_run", False):
+                return record.end_time
+        return None
 
     def storage_bytes(self) -> int:
         total = 0
@@ -115,7 +123,8 @@ class InstanceSources:
         sizes = []
         for process in psutil.process_iter(["cmdline", "memory_info"]):
             cmdline = " ".join(process.info.get("cmdline") or [])
-            if "dagster-daemon" in cmdline and " run" in cmdline and process.info["memory_info"]:
+            daemon = any(name in cmdline for name in DAEMON_COMMANDS)
+            if daemon and " run" in cmdline and process.info["memory_info"]:
                 sizes.append(process.info["memory_info"].rss)
         if not sizes:
             raise NotApplicable("no dagster-daemon process runs on this host")

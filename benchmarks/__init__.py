@@ -1,0 +1,1 @@
+"""Benchmarks: run times of the flows against plain scripts doing the same work."""
