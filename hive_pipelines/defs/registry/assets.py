@@ -135,10 +135,8 @@ def step_events(instance: dg.DagsterInstance, run_id: str) -> list[StepEvent]:
         metadata = getattr(event.event_specific_data, "metadata", None) or {}
         worker = metadata.get(WORKER_KEY)
         error = getattr(event.event_specific_data, "error", None)
-        failure_meta = (
-            getattr(getattr(event.event_specific_data, "user_failure_data", None), "metadata", None)
-            or {}
-        )
+        user_failure = getattr(event.event_specific_data, "user_failure_data", None)
+        failure_meta = getattr(user_failure, "metadata", None) or {}
         worker = worker or failure_meta.get(WORKER_KEY)
         events.append(
             StepEvent(
@@ -149,7 +147,7 @@ def step_events(instance: dg.DagsterInstance, run_id: str) -> list[StepEvent]:
                 worker=getattr(worker, "value", None),
                 pid=event.pid,
                 error_class=_text(failure_meta.get("error_class")) or _error_class(error),
-                error_message=getattr(error, "message", None),
+                error_message=getattr(user_failure, "description", None) or _error_message(error),
             )
         )
     return events
@@ -157,6 +155,16 @@ def step_events(instance: dg.DagsterInstance, run_id: str) -> list[StepEvent]:
 
 def _text(value: object) -> str | None:
     return getattr(value, "value", None) if value is not None else None
+
+
+def _error_message(error: object) -> str | None:
+    """The innermost cause's message: the user's error, not Dagster's retry wrapper around it."""
+    if error is None:
+        return None
+    while getattr(error, "cause", None) is not None:
+        error = error.cause  # type: ignore[attr-defined]
+    message = getattr(error, "message", None)
+    return message.rstrip() if message else None
 
 
 def _error_class(error: object) -> str | None:

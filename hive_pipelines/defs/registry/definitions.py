@@ -41,7 +41,10 @@ def build_registry_definitions(settings: HiveSettings) -> dg.Definitions:
         description="Requests the registry day of each flow run that ended since its last tick.",
     )
     def registry_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        since = float(context.cursor or 0.0)
+        # The cursor: the newest update read, then the runs read within the overlap before it,
+        # so that a run read again through the overlap is not requested again.
+        stamp, _, ids = (context.cursor or "0").partition(" ")
+        since, seen = float(stamp), set(ids.split())
         records = context.instance.get_run_records(
             dg.RunsFilter(
                 statuses=FINISHED,
@@ -57,7 +60,9 @@ def build_registry_definitions(settings: HiveSettings) -> dg.Definitions:
             {
                 day_of(r.end_time)
                 for r in records
-                if FLOW_TAG in r.dagster_run.tags and r.end_time is not None
+                if FLOW_TAG in r.dagster_run.tags
+                and r.end_time is not None
+                and r.dagster_run.run_id not in seen
             }
             & keys
         )
@@ -65,7 +70,13 @@ def build_registry_definitions(settings: HiveSettings) -> dg.Definitions:
         skip = (
             None if requests else f"No flow run ended since {datetime.fromtimestamp(since, UTC)}."
         )
-        return dg.SensorResult(run_requests=requests, cursor=str(newest), skip_reason=skip)
+        recent = sorted(
+            r.dagster_run.run_id
+            for r in records
+            if r.update_timestamp.timestamp() > newest - OVERLAP_SECONDS
+        )
+        cursor = " ".join([str(newest), *recent])
+        return dg.SensorResult(run_requests=requests, cursor=cursor, skip_reason=skip)
 
     return dg.Definitions(
         assets=assets,

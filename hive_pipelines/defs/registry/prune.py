@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 
 from hive_pipelines.defs.registry.assets import ASSIGNMENTS, WORKER_DAYS
-from hive_pipelines.registry.retention import expired_days, run_cutoff
+from hive_pipelines.registry.retention import cutoff_day, expired_days, run_cutoff
 from hive_pipelines.registry.store import RegistryStore
 from hive_pipelines.settings import HiveSettings
 
@@ -74,29 +74,42 @@ def prune(
         report.partitions.append(day)
         if dry_run:
             continue
-        for asset in (ASSIGNMENTS, WORKER_DAYS):
-            if not store.delete(asset, day):
-                report.missing_files += 1
+        # Runs first: an interruption then leaves the files, so the next pruning finds the day.
         report.registry_runs += _delete_runs(
             instance, dg.RunsFilter(job_name=REGISTRY_JOB, tags={PARTITION_TAG: day}), budget
         )
+        for asset in (ASSIGNMENTS, WORKER_DAYS):
+            if not store.delete(asset, day):
+                report.missing_files += 1
         if len(report.partitions) % settings.prune_batch_size == 0:
             log(f"pruned {len(report.partitions)} registry days so far")
 
     cutoff = datetime.fromtimestamp(run_cutoff(now, settings.run_retention_days), UTC)
     old_runs = dg.RunsFilter(statuses=FINISHED, updated_before=cutoff)
     storage = _node_output_root(instance, settings)
+    kept_from = cutoff_day(now, settings.registry_retention_days)
+    listed: set[str] = set()
+    kept: set[str] = set()
     while len(report.runs) < budget:
         batch = min(settings.prune_batch_size, budget - len(report.runs))
+        # Runs left in place come back in every read: read past them (and, in a dry run,
+        # past the runs already listed). There are at most one per registry day kept.
         records = instance.get_run_records(
-            old_runs, limit=batch, order_by="update_timestamp", ascending=True
+            old_runs,
+            limit=batch + len(kept) + (len(report.runs) if dry_run else 0),
+            order_by="update_timestamp",
+            ascending=True,
         )
-        records = [r for r in records if r.dagster_run.run_id not in set(report.runs)]
+        records = [r for r in records if r.dagster_run.run_id not in listed | kept]
         if not records:
             break
-        for record in records:
+        for record in records[:batch]:
             run_id = record.dagster_run.run_id
+            if _materializes_a_kept_day(instance, record, kept_from):
+                kept.add(run_id)
+                continue
             report.runs.append(run_id)
+            listed.add(run_id)
             if dry_run:
                 continue
             instance.delete_run(run_id)
@@ -110,12 +123,32 @@ def prune(
     return report
 
 
+def _materializes_a_kept_day(
+    instance: dg.DagsterInstance, record: dg.RunRecord, kept_from: str
+) -> bool:
+    """The newest successful registry run of a day still kept holds that day's
+    materialization record, so run retention leaves it until the day itself expires."""
+    run = record.dagster_run
+    day = run.tags.get(PARTITION_TAG)
+    if run.job_name != REGISTRY_JOB or day is None or day < kept_from:
+        return False
+    newest = instance.get_run_records(
+        dg.RunsFilter(
+            job_name=REGISTRY_JOB,
+            tags={PARTITION_TAG: day},
+            statuses=[dg.DagsterRunStatus.SUCCESS],
+        ),
+        limit=1,
+    )
+    return bool(newest) and newest[0].dagster_run.run_id == run.run_id
+
+
 def _delete_runs(instance: dg.DagsterInstance, filters: dg.RunsFilter, limit: int) -> int:
     records = instance.get_run_records(filters, limit=limit)
-    for record in records:
-        if record.dagster_run.status in FINISHED:
-            instance.delete_run(record.dagster_run.run_id)
-    return len(records)
+    finished = [r for r in records if r.dagster_run.status in FINISHED]
+    for record in finished:
+        instance.delete_run(record.dagster_run.run_id)
+    return len(finished)
 
 
 def _node_output_root(instance: dg.DagsterInstance, settings: HiveSettings) -> Path:
