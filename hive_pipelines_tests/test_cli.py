@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 
 from hive_pipelines_tests.conftest import FIXTURES, PROJECT_DIR
@@ -279,3 +280,26 @@ def test_hive_help_lists_its_commands(tmp_path: Path) -> None:
     assert result.returncode == 0
     for command in ["flows", "transforms", "run"]:
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
+
+
+@pytest.mark.parametrize(
+    ("variables", "args", "expected"),
+    [
+        ({"HIVE_MAX_NODES": "abc"}, ["flows", "validate"], "HIVE_MAX_NODES: Input should be"),
+        ({"HIVE_DATA_ROOTS": "not json"}, ["flows", "validate"], "written as JSON"),
+        ({"HIVE_FLOWS_DIR": "/nonexistent/flows"}, ["flows", "show", "x"], "does not exist"),
+        ({}, ["run", "flight_delays"], "DAGSTER_HOME is not set"),
+    ],
+)
+def test_user_mistakes_give_one_clear_line_not_a_traceback(
+    tmp_path: Path, variables: dict[str, str], args: list[str], expected: str
+) -> None:
+    # Regression: each of these printed a Python traceback of 30 lines or more.
+    env = {k: v for k, v in shipped_env(tmp_path).items() if k != "DAGSTER_HOME"}
+    env.update(variables)
+
+    done = hive(*args, env=env, cwd=tmp_path)
+
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("Error: ") and expected in done.stderr

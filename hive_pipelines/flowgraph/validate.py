@@ -83,15 +83,21 @@ def validate_flow_file(
 def validate_flows(
     paths: list[Path], registry: TransformRegistry, settings: HiveSettings
 ) -> list[FlowReport]:
-    """Validate each file, then report flow names that more than one file claims."""
+    """Validate each file, then refuse every file of a flow name that several files claim:
+    which one would run must never depend on how the files sort."""
     reports = [validate_flow_file(path, registry, settings) for path in paths]
-    owners: dict[str, Path] = {}
+    owners: dict[str, list[Path]] = {}
     for report in reports:
-        if report.name is None:
-            continue
-        first = owners.setdefault(report.name, report.path)
-        if first != report.path:
-            message = f"Flow name {report.name!r} is already used by {first}; names must be unique."
+        if report.name is not None:
+            owners.setdefault(report.name, []).append(report.path)
+    for report in reports:
+        claims = owners.get(report.name or "", [])
+        if len(claims) > 1:
+            others = ", ".join(str(path) for path in claims if path != report.path)
+            message = (
+                f"Flow name {report.name!r} is also used by {others}; names must be unique, "
+                "so none of these files runs until one is renamed."
+            )
             report.problems.append(Problem(report.path, "duplicate_flow", message))
             report.plan = None
     return reports

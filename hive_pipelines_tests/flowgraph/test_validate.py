@@ -497,7 +497,7 @@ def test_flow_limits_above_the_settings_ceiling_are_reported(
     ]
 
 
-def test_two_files_with_the_same_flow_name_are_a_duplicate_flow(
+def test_two_files_with_the_same_flow_name_are_both_a_duplicate_flow(
     tmp_path: Path, registry: TransformRegistry, settings: HiveSettings
 ) -> None:
     text = "name: same\nnodes:\n  - {id: a, transform: make_rows}\n"
@@ -506,12 +506,11 @@ def test_two_files_with_the_same_flow_name_are_a_duplicate_flow(
 
     reports = validate_flows([first, second], registry, settings)
 
-    assert reports[0].ok
-    assert reports[0].plan is not None
-    assert reports[1].plan is None
-    assert where(reports[1]) == [("duplicate_flow", None, None)]
+    assert reports[0].plan is None and reports[1].plan is None
+    assert where(reports[0]) == where(reports[1]) == [("duplicate_flow", None, None)]
     assert message(reports[1], "duplicate_flow") == (
-        f"Flow name 'same' is already used by {first}; names must be unique."
+        f"Flow name 'same' is also used by {first}; names must be unique, so none of these "
+        "files runs until one is renamed."
     )
 
 

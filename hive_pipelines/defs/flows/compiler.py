@@ -24,6 +24,14 @@ from hive_pipelines.settings import HiveSettings, RetrySettings
 from hive_pipelines.tags import FLOW_TAG, MAX_RUNTIME_TAG, NODE_TAG, TRANSFORM_TAG, WORKER_KEY
 from hive_pipelines.transforms.registry import REGISTRY, TransformContext
 
+# Errors that come from the flow or its data, not from chance: retrying cannot help.
+PERMANENT_ERRORS = {
+    "PathNotAllowedError",
+    "TransformInputError",
+    "ValidationError",
+    "UnknownTransformError",
+}
+
 _BACKOFF = {"exponential": dg.Backoff.EXPONENTIAL, "linear": dg.Backoff.LINEAR}
 _JITTER = {"plus_minus": dg.Jitter.PLUS_MINUS, "full": dg.Jitter.FULL, "none": None}
 
@@ -160,7 +168,8 @@ def _build_node_op(plan: FlowPlan, node: NodePlan, settings: HiveSettings) -> dg
             if isinstance(exc, TransformFailedError):
                 metadata["error_class"] = exc.error_class
                 metadata["traceback"] = dg.MetadataValue.text(exc.child_traceback)
-            raise dg.Failure(str(exc), metadata=metadata) from None
+            permanent = metadata["error_class"] in PERMANENT_ERRORS
+            raise dg.Failure(str(exc), metadata=metadata, allow_retries=not permanent) from None
 
         metadata = {**output_metadata(summary), WORKER_KEY: dg.MetadataValue.text(worker_name())}
         return dg.Output(summary, metadata=metadata)

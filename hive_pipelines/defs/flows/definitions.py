@@ -91,7 +91,9 @@ def build_flow_job_by_name(name: str) -> dg.JobDefinition:
 def invalid_flow_job(report: FlowReport, name: str) -> dg.JobDefinition:
     text = "\n".join(str(problem) for problem in report.problems)
 
-    @dg.op(name="flow_is_invalid", description="Fails: the flow file did not validate.")
+    # Op names are unique per code location, so each placeholder has its own op, shown in
+    # the job under the same node name.
+    @dg.op(name=f"{name}__flow_is_invalid", description="Fails: the flow file did not validate.")
     def flow_is_invalid() -> None:
         raise dg.Failure(f"Flow file {report.path} is invalid:\n{text}", allow_retries=False)
 
@@ -101,6 +103,6 @@ def invalid_flow_job(report: FlowReport, name: str) -> dg.JobDefinition:
         tags={FLOW_TAG: name, INVALID_TAG: "true"},
     )
     def placeholder() -> None:
-        flow_is_invalid()
+        flow_is_invalid.alias("flow_is_invalid")()
 
     return placeholder

@@ -81,7 +81,15 @@ class InstanceLedger:
 
 def step_error(event: dg.DagsterEvent) -> str:
     """The error a step failed with, as its op raised it (our ops raise full sentences)."""
-    error = event.step_failure_data.error if event.step_failure_data else None
+    data = event.step_failure_data
+    if data is None:
+        return event.message or ""
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description
+    error = data.error
+    # After the last retry Dagster wraps the error ("Exceeded max_retries"): use its cause.
+    while error is not None and error.cause is not None:
+        error = error.cause
     return error.message.strip() if error is not None else (event.message or "")
 
 

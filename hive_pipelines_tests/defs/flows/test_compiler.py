@@ -237,7 +237,8 @@ def test_invalid_flow_becomes_a_failing_placeholder(
     assert "[yaml_syntax]" in (garbled.description or "")
 
 
-def test_a_second_file_claiming_a_name_gets_its_own_placeholder(hive_env: Path) -> None:
+def test_two_files_claiming_a_name_are_both_refused_with_placeholders(hive_env: Path) -> None:
+    # Regression: the file that sorted first won the name, silently swapping the flow.
     write_flow(hive_env, "a_first", [{"id": "only", "transform": "make_rows"}])
     second = hive_env / "b_second.yaml"
     second.write_text(
@@ -247,12 +248,12 @@ def test_a_second_file_claiming_a_name_gets_its_own_placeholder(hive_env: Path) 
     defs = build_flow_definitions(fresh_settings())
 
     first = defs.get_job_def("a_first")
-    assert INVALID_TAG not in first.tags
-    assert [node.name for node in first.graph.nodes] == ["only"]
+    assert first.tags == {FLOW_TAG: "a_first", INVALID_TAG: "true"}
+    assert f"Flow name 'a_first' is also used by {second}" in (first.description or "")
     placeholder = defs.get_job_def("invalid_b_second_yaml")
     assert placeholder.tags == {FLOW_TAG: "invalid_b_second_yaml", INVALID_TAG: "true"}
     assert "[duplicate_flow]" in (placeholder.description or "")
-    assert "Flow name 'a_first' is already used by" in (placeholder.description or "")
+    assert "Flow name 'a_first' is also used by" in (placeholder.description or "")
 
 
 def test_job_by_name_rebuilds_valid_flows_and_refuses_invalid_ones(hive_env: Path) -> None:
@@ -266,3 +267,41 @@ def test_job_by_name_rebuilds_valid_flows_and_refuses_invalid_ones(hive_env: Pat
     assert {problem.kind for problem in caught.value.problems} == {"unknown_transform", "cycle"}
     with pytest.raises(KeyError, match="No flow named 'absent'"):
         build_flow_job_by_name("absent")
+
+
+def test_several_invalid_flow_files_load_together_with_the_valid_ones(hive_env: Path) -> None:
+    # Regression: every placeholder job used one op name, so two invalid files made the
+    # whole code location fail to load ("Conflicting definitions ... flow_is_invalid").
+    write_flow(hive_env, "good", [{"id": "only", "transform": "make_rows"}])
+    write_flow(hive_env, "broken", BROKEN_NODES)
+    (hive_env / "garbled.yaml").write_text("name: garbled\nnodes: [\n")
+
+    defs = build_flow_definitions(fresh_settings())
+    dg.Definitions.validate_loadable(defs)
+
+    repository = defs.get_repository_def()
+    assert {"good", "broken", "invalid_garbled_yaml"} <= set(repository.job_names)
+
+
+def test_an_error_of_the_data_is_not_retried(hive_env: Path, instance: dg.DagsterInstance) -> None:
+    # A missing column cannot appear on a retry: the node fails at its first attempt even
+    # with retries left, while a chance error (RuntimeError) would be retried.
+    nodes = [
+        {"id": "rows", "transform": "make_rows"},
+        {
+            "id": "pick",
+            "transform": "select_columns",
+            "upstream": ["rows"],
+            "params": {"columns": ["nope"]},
+        },
+    ]
+    write_flow(hive_env, "picky", nodes, defaults={"retry": {"max_retries": 2, "delay_seconds": 0}})
+    job = build_flow_definitions(fresh_settings()).get_job_def("picky")
+
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+
+    assert not result.success
+    kinds = [event.event_type_value for event in result.all_node_events if event.step_key == "pick"]
+    assert "STEP_UP_FOR_RETRY" not in kinds
+    [failure] = result.get_step_failure_events()
+    assert "TransformInputError" in (failure.step_failure_data.user_failure_data.description or "")

@@ -127,3 +127,28 @@ def test_status_sensors_leave_runs_without_an_event_alone(instance: dg.DagsterIn
     notify(host, instance, "event_failed_sensor", failed.run_id, dg.DagsterEventType.RUN_FAILURE)
 
     assert files_under(inbox_dir()) == ["drops/waiting.jsonl"]
+
+
+def test_failed_record_names_the_transform_error_after_the_retries(
+    flows: Path, instance: dg.DagsterInstance
+) -> None:
+    # Regression: with retries, each node's error read "Exceeded max_retries of 1" instead
+    # of the transform's own error.
+    write_flow(
+        flows,
+        DROPS_FLOW.replace("drops", "retried").replace(
+            "max_retries: 0", "max_retries: 1, delay_seconds: 0"
+        ),
+    )
+    host = project_host()
+    deliver("retried", "bad.jsonl", BAD_LINES)
+    [request] = tick(host, instance).requests
+    result = execute(host, instance, request)
+    assert not result.success
+
+    notify(host, instance, "event_failed_sensor", result.run_id, dg.DagsterEventType.RUN_FAILURE)
+
+    record = read_json(inbox_dir() / ".failed" / "retried" / "bad.jsonl.json")
+    error = record["node_errors"]["raw"]
+    assert "Exceeded max_retries" not in error
+    assert error.startswith("The node 'raw' of flow 'retried' failed in transform 'read_table':")
