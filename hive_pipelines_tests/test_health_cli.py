@@ -111,6 +111,7 @@ def test_a_failure_exits_2_and_json_parses(healthy_env: dict[str, str]) -> None:
         "threshold",
         "message",
         "subject",
+        "applicable",
     }
     assert checks["free_disk"]["status"] == "fail"
     assert checks["free_disk"]["threshold"] == "warn <= 1, fail <= 1"

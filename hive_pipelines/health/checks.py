@@ -70,6 +70,7 @@ class CheckResult:
     threshold: str
     message: str
     subject: str | None = None  # a flow, for per-flow checks
+    applicable: bool = True  # False while the check's source does not exist yet
 
     @property
     def key(self) -> str:
@@ -119,7 +120,9 @@ def evaluate(sources: HealthSources, limits: HealthThresholds, now: float) -> li
             results.extend(check(sources, limits, now))
         except NotApplicable as reason:
             message = f"Not applicable: {reason}"
-            results.extend(CheckResult(name, "unknown", None, "", message) for name in names)
+            results.extend(
+                CheckResult(name, "unknown", None, "", message, applicable=False) for name in names
+            )
         except Exception as exc:  # a failing reading is a result, not a crash
             message = f"Could not be evaluated: {type(exc).__name__}: {exc}"[:500]
             results.extend(CheckResult(name, "unknown", None, "", message) for name in names)
@@ -127,8 +130,10 @@ def evaluate(sources: HealthSources, limits: HealthThresholds, now: float) -> li
 
 
 def overall(results: list[CheckResult]) -> Status:
-    """fail if any fails; warn if any warns or cannot be read; else pass."""
-    worst = max((SEVERITY[r.status] for r in results), default=0)
+    """fail if any fails; warn if any warns or cannot be read; else pass. A check that is
+    not applicable yet (no inbox, no pruning so far, no daemon on this host) counts for
+    nothing, so a fresh deployment is healthy."""
+    worst = max((SEVERITY[r.status] for r in results if r.applicable), default=0)
     return "fail" if worst == 2 else "warn" if worst == 1 else "pass"
 
 
@@ -204,7 +209,7 @@ def _registry(s: HealthSources, t: HealthThresholds, now: float) -> list[CheckRe
         _result("registry_size", size, t.registry_bytes, f"The registry holds {size:,} bytes."),
         _result(
             "registry_partitions",
-            partitions - retention,
+            max(partitions - retention, 0),
             t.registry_partitions_over_retention,
             f"{partitions} day(s) stored for a retention of {retention}.",
         ),
@@ -217,6 +222,7 @@ def _registry(s: HealthSources, t: HealthThresholds, now: float) -> list[CheckRe
                 None,
                 t.last_prune_age_seconds.describe(),
                 "Not applicable: no pruning has succeeded yet.",
+                applicable=False,
             )
         )
     else:

@@ -393,6 +393,7 @@ def test_a_result_serialises_to_json(sources: FixedSources, limits: HealthThresh
         "threshold": "warn >= 0.2, fail >= 0.5",
         "message": "3 of 3 runs failed in the last 24 h.",
         "subject": "broken",
+        "applicable": True,
     }
 
 
@@ -412,3 +413,16 @@ def test_one_threshold_is_set_alone_from_the_environment(
 def test_fixed_sources_implement_the_protocol(sources: FixedSources) -> None:
     typed: HealthSources = sources
     assert typed.runs_in_progress() == 0
+
+
+def test_checks_not_applicable_yet_leave_a_fresh_deployment_healthy() -> None:
+    # Regression: with no pruning yet, no inbox and no daemon on the host, `hive health`
+    # exited 1 (degraded) on every fresh install, failing a container's health check.
+    fresh = [
+        CheckResult("free_disk", "pass", 0.5, "", "ok"),
+        CheckResult("last_pruning", "unknown", None, "", "Not applicable: none", applicable=False),
+    ]
+    broken = [*fresh, CheckResult("storage_size", "unknown", None, "", "Could not be evaluated")]
+
+    assert overall(fresh) == "pass"
+    assert overall(broken) == "warn"

@@ -332,7 +332,7 @@ def test_registry_partitions_beyond_the_retention_warn_and_fail_until_pruned(
     settings = thresholds(monkeypatch, "registry_partitions_over_retention", 1, 3)
     store = RegistryStore(settings.resolved_registry_dir)
 
-    assert read(instance, "registry_partitions").value == -2.0
+    assert read(instance, "registry_partitions").value == 0.0  # none beyond; never negative
     write_days(store, 0, 1)
     kept = read(instance, "registry_partitions")
     assert (kept.status, kept.value) == ("pass", 0.0)
