@@ -199,7 +199,10 @@ def circuit_reset_command(flow: str) -> None:
     from hive_pipelines.defs.host.definitions import reset_circuit_job
 
     _plan_named(flow)
-    config = {"ops": {"reset": {"config": {"flow": flow}}}}
+    config = {
+        "ops": {"reset": {"config": {"flow": flow}}},
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
     with dg.DagsterInstance.get() as instance:
         result = reset_circuit_job.execute_in_process(run_config=config, instance=instance)
     if not result.success:

@@ -44,6 +44,8 @@ def parse_flow_text(text: str, path: Path) -> ParsedFlow:
         return ParsedFlow(path, None, [_yaml_problem(path, exc)])
     except _AliasError as exc:
         return ParsedFlow(path, None, [Problem(path, "yaml_size", str(exc), line=exc.line)])
+    except _DuplicateKeyError as exc:
+        return ParsedFlow(path, None, [Problem(path, "yaml_syntax", str(exc), line=exc.line)])
 
     if data is None:
         return ParsedFlow(path, None, [Problem(path, "empty", "The file holds no YAML document.")])
@@ -69,6 +71,15 @@ def _check_fields(path: Path, data: dict[str, Any], item_lines: list[int]) -> Pa
         header = FlowSpec.model_validate({**data, "nodes": []})
     except ValidationError as exc:
         parsed.problems.extend(_field_problems(path, exc, prefix=""))
+        # Check the rest of the flow with the bad top-level fields left at their defaults,
+        # so one bad field does not hide the other problems.
+        bad = {error["loc"][0] for error in exc.errors() if error["loc"]}
+        try:
+            header = FlowSpec.model_validate(
+                {key: value for key, value in data.items() if key not in bad} | {"nodes": []}
+            )
+        except ValidationError:
+            header = None
 
     nodes: list[NodeSpec] = []
     for index, raw in enumerate(raw_nodes):
@@ -179,10 +190,40 @@ def _load_yaml(text: str) -> tuple[Any, list[int]]:
         if root is None:
             return None, []
         _check_expanded_size(root)
+        _reject_duplicate_keys(root)
         data = loader.construct_document(root)
     finally:
         loader.dispose()
     return data, _node_item_lines(root)
+
+
+class _DuplicateKeyError(Exception):
+    def __init__(self, key: str, line: int, first: int) -> None:
+        self.line = line
+        super().__init__(
+            f"The key {key!r} appears twice in one mapping (first at line {first}); YAML "
+            "would silently keep only the last one."
+        )
+
+
+def _reject_duplicate_keys(root: yaml.Node) -> None:
+    """Refuse a mapping that repeats a key: a second `params:` must not win in silence."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[str, int] = {}
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    line = key.start_mark.line + 1
+                    if key.value in lines:
+                        raise _DuplicateKeyError(key.value, line, lines[key.value])
+                    lines[key.value] = line
+        stack.extend(_children(node))
 
 
 def _check_expanded_size(root: yaml.Node) -> None:

@@ -205,6 +205,16 @@ def _check_input_path(ref: InputRef, settings: HiveSettings) -> None:
         walked = walked / part
         if walked.is_symlink():
             raise EventRejected("symlink", f"Input {ref.path!r} goes through a symbolic link.")
+    first = Path(ref.path).parts[0]
+    if ref.root == "inbox" and not first.startswith(".") and len(Path(ref.path).parts) > 1:
+        # A visible folder of the inbox is a stream: its files are events of their own, and
+        # one file must not feed two runs (nor vanish when the other run moves it).
+        raise EventRejected(
+            "input_in_stream",
+            f"Input {ref.path!r} lies in the inbox stream {first!r}, whose files are events "
+            "themselves; put request inputs at the inbox's top level or in a hidden folder "
+            "such as .uploads/.",
+        )
     if not real.is_file():
         raise EventRejected("missing_input", f"Input {ref.path!r} is not a file in {ref.root!r}.")
     size = real.stat().st_size

@@ -481,3 +481,26 @@ def test_problem_text_names_file_line_kind_and_node(tmp_path: Path) -> None:
         f"  {problem}",
         f"  {flowless}",
     ]
+
+
+def test_a_key_given_twice_in_one_mapping_is_refused_with_both_lines(tmp_path: Path, check) -> None:
+    # Regression: YAML keeps the last of two `params:` keys, so the first vanished silently.
+    path = write_flow(
+        tmp_path,
+        """
+        name: twice
+        nodes:
+          - id: a
+            transform: make_rows
+            params: {rows: 1}
+            params: {rows: 2}
+        """,
+    )
+
+    problem = only_problem(check(path))
+
+    assert (problem.kind, problem.line) == ("yaml_syntax", 6)
+    assert problem.message == (
+        "The key 'params' appears twice in one mapping (first at line 5); YAML would "
+        "silently keep only the last one."
+    )

@@ -702,3 +702,23 @@ def test_every_node_of_a_looping_group_is_a_cycle_node_not_unreachable(
     kinds = {problem.kind for problem in report.problems}
     assert "cycle" in kinds
     assert "unreachable" not in kinds
+
+
+def test_a_bad_top_level_field_does_not_hide_the_graph_problems(tmp_path: Path, check) -> None:
+    # Regression: a bad `limits` value stopped every later check, so the unknown transform
+    # and the bad host node below went unreported until it was fixed.
+    path = write_flow(
+        tmp_path,
+        """
+        name: hidden
+        limits: {max_nodes: 100000}
+        host: {input_node: nope}
+        nodes:
+          - {id: a, transform: make_rowz}
+        """,
+    )
+
+    report = check(path)
+
+    kinds = sorted(problem.kind for problem in report.problems)
+    assert kinds == ["host", "schema", "unknown_transform"]

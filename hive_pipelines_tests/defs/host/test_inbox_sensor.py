@@ -532,3 +532,19 @@ def test_event_whose_run_failed_is_left_in_place_when_seen_again(
     assert again.skip == "No run launched: 1 event(s) already have a run, left in place."
     assert path.exists()
     assert not (inbox_dir() / ".processed" / "drops").exists()
+
+
+def test_request_input_inside_a_flow_stream_is_quarantined(instance: dg.DagsterInstance) -> None:
+    # Regression: a request could name a file waiting in a flow's folder as its input, so
+    # one file fed two runs (and the first to finish moved it away from the other).
+    deliver("drops", "day.jsonl", GOOD_LINES)
+    ask = {"id": "r1", "flow": "drops", "inputs": [{"path": "drops/day.jsonl"}]}
+    deliver_request("ask.json", ask)
+
+    result = tick(project_host(), instance)
+
+    [(moved, reason)] = quarantined("requests")
+    assert moved.name.endswith("-ask.json")
+    assert reason["kind"] == "input_in_stream"
+    assert "hidden folder" in str(reason["reason"])
+    assert [r.run_key.split("@")[0] for r in result.requests] == ["file:drops/day.jsonl"]
