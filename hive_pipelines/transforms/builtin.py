@@ -603,7 +603,12 @@ class JoinParams(TransformParams):
     left_on: list[str] = Field(default_factory=list)
     right_on: list[str] = Field(default_factory=list)
     how: Literal["inner", "left", "right", "outer"] = "inner"
-    right_columns: list[str] | None = Field(default=None, description="Keep only these (and keys).")
+    left_columns: list[str] | None = Field(
+        default=None, description="Keep only these columns of the left input, and its keys."
+    )
+    right_columns: list[str] | None = Field(
+        default=None, description="Keep only these columns of the right input (list its keys)."
+    )
     right_rename: dict[str, str] = Field(default_factory=dict)
     suffixes: tuple[str, str] = ("", "_right")
     indicator: str | None = Field(default=None, description="A bool column: matched on the right.")
@@ -627,6 +632,11 @@ class JoinParams(TransformParams):
 def join(
     ctx: TransformContext, params: JoinParams, left: pd.DataFrame, right: pd.DataFrame
 ) -> pd.DataFrame:
+    if params.left_columns is not None:
+        keys = params.on or params.left_on
+        wanted = list(dict.fromkeys([*keys, *params.left_columns]))
+        require_columns(left, wanted, "join (left input)")
+        left = left[wanted]
     if params.right_columns is not None:
         require_columns(right, params.right_columns, "join (right input)")
         right = right[params.right_columns]

@@ -895,3 +895,14 @@ def test_cast_columns_errors_null_nulls_fractions_for_int_and_unknown_words_for_
     assert out["n"].isna().tolist() == [False, True, True, False]
     assert out["flag"].isna().tolist() == [False, False, True, False]
     assert out["flag"].dropna().tolist() == [True, False, False]
+
+
+def test_join_left_columns_keeps_those_and_the_keys(ctx: TransformContext) -> None:
+    left = pd.DataFrame({"k": [1, 2], "a": [10, 20], "b": ["x", "y"]})
+    right = pd.DataFrame({"k": [1, 2], "w": [0.5, 0.7]})
+    params = b.JoinParams(on=["k"], how="left", left_columns=["a"])
+
+    out = b.join(ctx, params, left, right)
+
+    assert list(out.columns) == ["k", "a", "w"]
+    assert out.to_dict(orient="list") == {"k": [1, 2], "a": [10, 20], "w": [0.5, 0.7]}
