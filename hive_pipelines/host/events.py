@@ -67,7 +67,7 @@ class Event:
 
 def read_request(entry: Entry, max_bytes: int) -> EventRequest:
     """Parse and validate a request file, or raise EventRejected saying what is wrong."""
-    _check_plain_file(entry, max_bytes)
+    _check_plain_file(entry, max_bytes, "HIVE_MAX_REQUEST_BYTES")
     raw = entry.path.read_bytes()[: max_bytes + 1]
     try:
         text = raw.decode("utf-8")
@@ -92,7 +92,7 @@ def file_event(
 ) -> Event:
     """The event of a data file in `inbox/<flow>/`; its path goes to the flow's input node."""
     plan = _known_flow(plan, entry.stream)
-    _check_plain_file(entry, settings.max_event_file_bytes)
+    _check_plain_file(entry, settings.max_event_file_bytes, "HIVE_MAX_EVENT_FILE_BYTES")
     host = plan.spec.host
     if host.input_node is None:
         raise EventRejected(
@@ -181,12 +181,13 @@ def _known_flow(plan: FlowPlan | None, name: str) -> FlowPlan:
     return plan
 
 
-def _check_plain_file(entry: Entry, max_bytes: int) -> None:
+def _check_plain_file(entry: Entry, max_bytes: int, setting: str) -> None:
     if entry.is_symlink:
         raise EventRejected("symlink", "The event is a symbolic link; events must be files.")
     if entry.size > max_bytes:
         raise EventRejected(
-            "too_large", f"The event is {entry.size:,} bytes, over the limit of {max_bytes:,}."
+            "too_large",
+            f"The event is {entry.size:,} bytes, over the limit of {max_bytes:,} ({setting}).",
         )
 
 

@@ -334,7 +334,9 @@ def test_data_file_over_max_event_file_bytes_is_quarantined(
     result = tick(project_host(), instance)
 
     reason = only_quarantined(result, "drops", "big.jsonl", "too_large")
-    assert f"{len(GOOD_LINES)} bytes, over the limit of 10" in str(reason["reason"])
+    assert f"{len(GOOD_LINES)} bytes, over the limit of 10 (HIVE_MAX_EVENT_FILE_BYTES)" in str(
+        reason["reason"]
+    )
 
 
 def test_request_that_is_not_utf8_is_quarantined(instance: dg.DagsterInstance) -> None:
