@@ -7,6 +7,7 @@ the UI (the `system_health_checks` multi-check). Alerts go out on status changes
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -53,14 +54,7 @@ def build_health_definitions(
     ) -> Iterator[dg.AssetCheckResult]:
         results = evaluate(InstanceSources(context.instance, settings), settings.health, clock())
         for result in by_check(results):
-            yield dg.AssetCheckResult(
-                asset_key=HEALTH_ASSET,
-                check_name=result.name,
-                passed=result.status == "pass",
-                severity=_severity(result),
-                metadata=_metadata(result),
-                description=result.message,
-            )
+            yield dg.AssetCheckResult(**_check_fields(result))
 
     @dg.sensor(
         name="health_sensor",
@@ -78,17 +72,7 @@ def build_health_definitions(
         sent, cursor = deliver(alerts, cursor, url, settings.alert_timeout_seconds)
         for alert in alerts:
             context.log.warning(alert["text"])
-        evaluations = [
-            dg.AssetCheckEvaluation(
-                asset_key=HEALTH_ASSET,
-                check_name=result.name,
-                passed=result.status == "pass",
-                severity=_severity(result),
-                metadata=_metadata(result),
-                description=result.message,
-            )
-            for result in by_check(results)
-        ]
+        evaluations = [dg.AssetCheckEvaluation(**_check_fields(r)) for r in by_check(results)]
         status = overall(results)
         counts = {
             s: sum(r.status == s for r in results) for s in ("pass", "warn", "fail", "unknown")
@@ -151,6 +135,18 @@ def build_health_definitions(
 class AlertNotDelivered(dg.DagsterError):
     """A DagsterError passes Dagster's user-code boundary, so the evaluation itself fails.
     Any other exception is caught there and the cursor moves past the run all the same."""
+
+
+def _check_fields(result: CheckResult) -> dict[str, Any]:
+    """What a check evaluation says, the same from the sensor and from a run of the checks."""
+    return {
+        "asset_key": HEALTH_ASSET,
+        "check_name": result.name,
+        "passed": result.status == "pass",
+        "severity": _severity(result),
+        "metadata": _metadata(result),
+        "description": result.message,
+    }
 
 
 def _severity(result: CheckResult) -> dg.AssetCheckSeverity:

@@ -9,6 +9,7 @@ import psutil
 
 from hive_pipelines.defs.registry.assets import ASSIGNMENTS
 from hive_pipelines.defs.registry.prune import PRUNE_JOB
+from hive_pipelines.defs.runs import FAILED_STATUSES, FINISHED, op_config
 from hive_pipelines.health.checks import NotApplicable
 from hive_pipelines.host.inbox import QUARANTINE, backlog, streams
 from hive_pipelines.host.tick import HostCursor
@@ -16,8 +17,6 @@ from hive_pipelines.registry.store import RegistryStore
 from hive_pipelines.settings import HiveSettings
 from hive_pipelines.tags import FLOW_TAG
 
-FAILED = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
-FINISHED = [dg.DagsterRunStatus.SUCCESS, *FAILED]
 MAX_RUNS_READ = 10_000
 MAX_FILES_WALKED = 200_000
 INBOX_SENSOR = "inbox_sensor"
@@ -43,7 +42,7 @@ class InstanceSources:
             if flow is None or (record.end_time or 0) < since:
                 continue
             failed, total = counts.get(flow, (0, 0))
-            counts[flow] = (failed + (record.dagster_run.status in FAILED), total + 1)
+            counts[flow] = (failed + (record.dagster_run.status in FAILED_STATUSES), total + 1)
         return counts
 
     def oldest_queued_age(self, now: float) -> float:
@@ -94,9 +93,7 @@ class InstanceSources:
             dg.RunsFilter(job_name=PRUNE_JOB, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=20
         )
         for record in records:
-            config = record.dagster_run.run_config or {}
-            ops = config.get("ops", {}) if isinstance(config, dict) else {}
-            if not ops.get("prune_history", {}).get("config", {}).get("dry_run", False):
+            if not op_config(record, "prune_history", "dry_run", False):
                 return record.end_time
         return None
 

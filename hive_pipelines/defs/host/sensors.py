@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from hive_pipelines.defs.runs import FINISHED, op_config
 from hive_pipelines.flowgraph.validate import FlowPlan
 from hive_pipelines.host.circuit import RunOutcome, TrialOutcome
 from hive_pipelines.host.inbox import move_to_processed, record_failure
@@ -22,12 +23,6 @@ from hive_pipelines.tags import (
 from hive_pipelines.transforms.registry import TransformRegistry
 
 RESET_JOB = "reset_circuit"
-
-FINISHED = [
-    dg.DagsterRunStatus.SUCCESS,
-    dg.DagsterRunStatus.FAILURE,
-    dg.DagsterRunStatus.CANCELED,
-]
 
 
 class InstanceLedger:
@@ -72,9 +67,7 @@ class InstanceLedger:
             limit=50,
         )
         for record in records:
-            config = record.dagster_run.run_config or {}
-            ops = config.get("ops", {}) if isinstance(config, dict) else {}
-            if ops.get("reset", {}).get("config", {}).get("flow") == flow:
+            if op_config(record, "reset", "flow") == flow:
                 return record.end_time or record.update_timestamp.timestamp()
         return None
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from hive_pipelines.defs.runs import FINISHED
 from hive_pipelines.registry.assignments import (
     RunInfo,
     StepEvent,
@@ -22,11 +23,6 @@ from hive_pipelines.tags import EVENT_ID_TAG, FLOW_TAG, WORKER_KEY
 REGISTRY_GROUP = "registry"
 ASSIGNMENTS = "task_assignments"
 WORKER_DAYS = "worker_days"
-FINISHED = [
-    dg.DagsterRunStatus.SUCCESS,
-    dg.DagsterRunStatus.FAILURE,
-    dg.DagsterRunStatus.CANCELED,
-]
 STEP_EVENTS = {
     dg.DagsterEventType.STEP_WORKER_STARTING,
     dg.DagsterEventType.STEP_START,

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from hive_pipelines.defs.registry.assets import build_registry_assets
-from hive_pipelines.defs.registry.prune import FINISHED, REGISTRY_JOB, build_prune_job
+from hive_pipelines.defs.registry.prune import REGISTRY_JOB, build_prune_job
+from hive_pipelines.defs.runs import FINISHED
 from hive_pipelines.registry.assignments import day_of
 from hive_pipelines.settings import HiveSettings
 from hive_pipelines.tags import FLOW_TAG

@@ -18,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 
 from hive_pipelines.defs.registry.assets import ASSIGNMENTS, WORKER_DAYS
+from hive_pipelines.defs.runs import FINISHED
 from hive_pipelines.registry.retention import cutoff_day, expired_days, run_cutoff
 from hive_pipelines.registry.store import RegistryStore
 from hive_pipelines.settings import HiveSettings
@@ -25,11 +26,6 @@ from hive_pipelines.settings import HiveSettings
 REGISTRY_JOB = "registry_job"
 PRUNE_JOB = "prune_job"
 PARTITION_TAG = "dagster/partition"
-FINISHED = [
-    dg.DagsterRunStatus.SUCCESS,
-    dg.DagsterRunStatus.FAILURE,
-    dg.DagsterRunStatus.CANCELED,
-]
 LISTED = 50
 
 
