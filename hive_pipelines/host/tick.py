@@ -58,7 +58,7 @@ class RunLedger(Protocol):
 
     def outcomes(self, flow: str, limit: int) -> list[RunOutcome]: ...
 
-    def trial_outcome(self, key: str) -> TrialOutcome:
+    def event_outcome(self, key: str) -> TrialOutcome:
         """How the run of an event key went: missing, pending, success or failure."""
         ...
 
@@ -182,7 +182,7 @@ def _update_circuit(host: Host, result: TickResult, flow: str, now: float) -> No
     current = result.cursor.circuits.get(flow, CircuitState())
     trial: TrialOutcome = "none"
     if current.trial_key is not None:
-        trial = host.ledger.trial_outcome(current.trial_key)
+        trial = host.ledger.event_outcome(current.trial_key)
     outcomes = host.ledger.outcomes(flow, host.settings.circuit_failure_threshold + 1)
     updated = advance(current, now, host.policy, outcomes, trial, host.ledger.reset_at(flow))
     if updated.state != current.state:
@@ -253,7 +253,7 @@ def _decide(
     if event.key in keys:
         _duplicate(host, result, entry, event.key)
         return
-    existing = host.ledger.trial_outcome(event.key)
+    existing = host.ledger.event_outcome(event.key)
     if existing == "success":
         _duplicate(host, result, entry, event.key)
         return

@@ -49,7 +49,7 @@ class InstanceLedger:
             for record in records
         ]
 
-    def trial_outcome(self, key: str) -> TrialOutcome:
+    def event_outcome(self, key: str) -> TrialOutcome:
         records = self._instance.get_run_records(dg.RunsFilter(tags={EVENT_KEY_TAG: key}), limit=1)
         if not records:
             return "missing"
