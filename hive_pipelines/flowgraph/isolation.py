@@ -16,7 +16,7 @@ import os
 import signal
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,6 @@ class NodeCall:
     timeout_seconds: float
     compression: str = "none"
     preview_rows: int = 5
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class NodeError(RuntimeError):

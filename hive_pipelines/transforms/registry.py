@@ -40,7 +40,6 @@ class TransformContext:
     inputs: tuple[str, ...] = ()
     data_roots: dict[str, Path] = field(default_factory=dict)
     output_dir: Path = Path("outputs")
-    run_inputs: dict[str, Any] = field(default_factory=dict)
 
 
 TransformFn = Callable[..., pd.DataFrame]
