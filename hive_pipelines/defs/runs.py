@@ -13,3 +13,24 @@ def op_config(record: dg.RunRecord, op: str, key: str, default: Any = None) -> A
     config = record.dagster_run.run_config or {}
     ops = config.get("ops", {}) if isinstance(config, dict) else {}
     return ops.get(op, {}).get("config", {}).get(key, default)
+
+
+def innermost_error(error: Any) -> Any:
+    """The error at the bottom of a chain of causes: after its last retry Dagster wraps a
+    step's error ("Exceeded max_retries"), and the user's error is its cause."""
+    while error is not None and getattr(error, "cause", None) is not None:
+        error = error.cause
+    return error
+
+
+def step_failure_text(event: dg.DagsterEvent) -> str:
+    """What a step failed with: our ops' own full sentence (the Failure's description), else
+    the innermost error's message, else the event's message."""
+    data = event.step_failure_data
+    user = data.user_failure_data if data is not None else None
+    if user is not None and user.description:
+        return user.description
+    error = innermost_error(data.error if data is not None else None)
+    if error is not None and error.message:
+        return str(error.message).strip()
+    return event.message or ""

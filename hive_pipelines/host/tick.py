@@ -54,8 +54,6 @@ from hive_pipelines.transforms.registry import TransformRegistry
 class RunLedger(Protocol):
     """What the host needs to know from Dagster's run records."""
 
-    def has_run(self, key: str) -> bool: ...
-
     def outcomes(self, flow: str, limit: int) -> list[RunOutcome]: ...
 
     def event_outcome(self, key: str) -> TrialOutcome:
@@ -166,7 +164,7 @@ def _route_requests(host: Host, result: TickResult, budget: int) -> int:
             _reject(host, result, entry, rejected)
         else:
             target = host.inbox / event.flow / f"{request.id}{ROUTED_SUFFIX}"
-            if request.id in seen_ids or target.exists() or host.ledger.has_run(event.key):
+            if request.id in seen_ids or target.exists() or _has_run(host, event.key):
                 _duplicate(host, result, entry, event.key)
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -282,6 +280,10 @@ def _duplicate(host: Host, result: TickResult, entry: Entry, key: str) -> None:
     move_to_processed(host.inbox, entry.stream, entry.path, note=f"duplicate of event {key}")
     result.duplicates.append(key)
     result.log.append(f"duplicate {entry.stream}/{entry.path.name}: event {key} already ran")
+
+
+def _has_run(host: Host, key: str) -> bool:
+    return host.ledger.event_outcome(key) != "missing"
 
 
 def _ensure_folders(host: Host) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from hive_pipelines.defs.health.sources import InstanceSources
+from hive_pipelines.defs.runs import step_failure_text
 from hive_pipelines.health.alerts import HealthCursor, deliver, post_json, transitions
 from hive_pipelines.health.checks import CHECK_NAMES, CheckResult, by_check, evaluate, overall
 from hive_pipelines.settings import HiveSettings
@@ -105,7 +106,6 @@ def build_health_definitions(
         if flow is None:
             return
         failures = context.get_step_failure_events()
-        error = failures[0].step_failure_data.error if failures else None
         alert = {
             "kind": "run_failure",
             "flow": flow,
@@ -113,7 +113,7 @@ def build_health_definitions(
             "failed_nodes": [event.step_key for event in failures],
             # The error itself, not the event's "Execution of step ... failed."
             "error": (
-                (error.cause or error).message.strip() if error else context.failure_event.message
+                step_failure_text(failures[0]) if failures else context.failure_event.message
             ),
             "text": f"Run {run.run_id} of flow {flow!r} failed at "
             f"{', '.join(e.step_key or '?' for e in failures) or 'run level'}.",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from hive_pipelines.defs.runs import FINISHED, op_config
+from hive_pipelines.defs.runs import FINISHED, op_config, step_failure_text
 from hive_pipelines.flowgraph.validate import FlowPlan
 from hive_pipelines.host.circuit import RunOutcome, TrialOutcome
 from hive_pipelines.host.inbox import move_to_processed, record_failure
@@ -30,10 +30,7 @@ class InstanceLedger:
 
     def __init__(self, instance: dg.DagsterInstance) -> None:
         self._instance = instance
-
-    def has_run(self, key: str) -> bool:
-        records = self._instance.get_run_records(dg.RunsFilter(tags={EVENT_KEY_TAG: key}), limit=1)
-        return bool(records)
+        self._resets: list[dg.RunRecord] | None = None  # read once per tick, for every flow
 
     def outcomes(self, flow: str, limit: int) -> list[RunOutcome]:
         records = self._instance.get_run_records(
@@ -50,6 +47,7 @@ class InstanceLedger:
         ]
 
     def event_outcome(self, key: str) -> TrialOutcome:
+        """How the run of an event key went: missing, pending, success or failure."""
         records = self._instance.get_run_records(dg.RunsFilter(tags={EVENT_KEY_TAG: key}), limit=1)
         if not records:
             return "missing"
@@ -62,28 +60,17 @@ class InstanceLedger:
 
     def reset_at(self, flow: str) -> float | None:
         """When the circuit of `flow` was last reset by a successful reset_circuit run."""
-        records = self._instance.get_run_records(
-            dg.RunsFilter(job_name=RESET_JOB, statuses=[dg.DagsterRunStatus.SUCCESS]),
-            limit=50,
-        )
-        for record in records:
+        if self._resets is None:
+            self._resets = list(
+                self._instance.get_run_records(
+                    dg.RunsFilter(job_name=RESET_JOB, statuses=[dg.DagsterRunStatus.SUCCESS]),
+                    limit=50,
+                )
+            )
+        for record in self._resets:
             if op_config(record, "reset", "flow") == flow:
                 return record.end_time or record.update_timestamp.timestamp()
         return None
-
-
-def step_error(event: dg.DagsterEvent) -> str:
-    """The error a step failed with, as its op raised it (our ops raise full sentences)."""
-    data = event.step_failure_data
-    if data is None:
-        return event.message or ""
-    if data.user_failure_data is not None and data.user_failure_data.description:
-        return data.user_failure_data.description
-    error = data.error
-    # After the last retry Dagster wraps the error ("Exceeded max_retries"): use its cause.
-    while error is not None and error.cause is not None:
-        error = error.cause
-    return error.message.strip() if error is not None else (event.message or "")
 
 
 def build_inbox_sensor(
@@ -198,7 +185,7 @@ def build_event_status_sensors(settings: HiveSettings) -> list[dg.SensorDefiniti
             "run_id": context.dagster_run.run_id,
             "failed_nodes": [event.step_key for event in failures],
             "error": message,
-            "node_errors": {event.step_key: step_error(event) for event in failures},
+            "node_errors": {event.step_key: step_failure_text(event) for event in failures},
             "failed_at": time.time(),
         }
         stream = Path(relative).parts[0]

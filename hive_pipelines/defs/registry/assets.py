@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from hive_pipelines.defs.runs import FINISHED
+from hive_pipelines.defs.runs import FINISHED, innermost_error, step_failure_text
 from hive_pipelines.registry.assignments import (
     RunInfo,
     StepEvent,
@@ -143,7 +143,7 @@ def step_events(instance: dg.DagsterInstance, run_id: str) -> list[StepEvent]:
                 worker=getattr(worker, "value", None),
                 pid=event.pid,
                 error_class=_text(failure_meta.get("error_class")) or _error_class(error),
-                error_message=getattr(user_failure, "description", None) or _error_message(error),
+                error_message=step_failure_text(event) if event.is_step_failure else None,
             )
         )
     return events
@@ -153,20 +153,6 @@ def _text(value: object) -> str | None:
     return getattr(value, "value", None) if value is not None else None
 
 
-def _error_message(error: object) -> str | None:
-    """The innermost cause's message: the user's error, not Dagster's retry wrapper around it."""
-    if error is None:
-        return None
-    while getattr(error, "cause", None) is not None:
-        error = error.cause  # type: ignore[attr-defined]
-    message = getattr(error, "message", None)
-    return message.rstrip() if message else None
-
-
 def _error_class(error: object) -> str | None:
     """The innermost cause's class: a dagster.Failure wraps the user's error."""
-    if error is None:
-        return None
-    while getattr(error, "cause", None) is not None:
-        error = error.cause  # type: ignore[attr-defined]
-    return getattr(error, "cls_name", None)
+    return getattr(innermost_error(error), "cls_name", None)
